@@ -1,0 +1,3 @@
+"""idlab — the Intrinsic Dimension Lab."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,274 @@
+"""The run configuration: the one schema for the API, the worker, the UI form and the CLI.
+
+Everything here is pure Python (pydantic only), so the backend can validate a run
+without importing torch. The sizes that validation needs — the network's
+parameter count D and the augmented dimension k — are computed from the same
+tables the engine builds its models and features from (`parameter_shapes`,
+`feature_blocks`); the engine's tests check that both agree.
+
+Defaults reproduce Li et al. (2018): unit-column P, θ_d = 0, Adam with lr 1e-3
+and betas (0.9, 0.99), batch 128, L2 1e-4 on θ_D.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "synthetic"]
+ModelName = Literal["fc", "lenet"]
+Method = Literal["subspace", "direct"]
+ProjectionName = Literal["dense", "sparse", "fastfood"]
+AugmentationName = Literal["linear", "power", "rff", "power+rff"]
+OptimizerName = Literal["adam", "sgd"]
+NormalizeP = Literal["unit_columns", "none", "block_sum"]
+ThetaDInit = Literal["zeros", "normal"]
+InputScaling = Literal["standardize", "unit", "raw"]
+OnDivergence = Literal["fail", "reduce_lr"]
+EarlyStoppingMetric = Literal["train_acc", "train_loss", "test_acc", "test_loss"]
+
+P_INITS = ("normal", "uniform", "rademacher", "sparse", "orthogonal")
+FROM_RUN_PATTERN = re.compile(r"^from_run:([A-Za-z0-9_-]{1,64})$")
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d{1,2})?)$"
+
+#: Environment variable holding the largest dense P (in MiB) a run may allocate.
+DENSE_BUDGET_ENV = "IDLAB_DENSE_P_BUDGET_MB"
+DEFAULT_DENSE_BUDGET_MB = 2048
+BYTES_PER_FLOAT = 4
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Shape of a dataset's inputs and its split sizes."""
+
+    channels: int
+    height: int
+    width: int
+    classes: int
+    train_size: int
+    test_size: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(1, 28, 28, 10, 60_000, 10_000),
+    "fashion_mnist": DatasetSpec(1, 28, 28, 10, 60_000, 10_000),
+    "cifar10": DatasetSpec(3, 32, 32, 10, 50_000, 10_000),
+    # Generated in memory; MNIST-shaped so every model runs on it.
+    "synthetic": DatasetSpec(1, 28, 28, 10, 6_000, 1_000),
+}
+
+LENET_CHANNELS = (6, 16)
+LENET_KERNEL = 5
+LENET_HIDDEN = (120, 84)
+
+
+def parameter_shapes(
+    model: str, dataset: str, fc_widths: list[int] | tuple[int, ...] = (200, 200)
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Names and shapes of the network's parameters, in the order they are flattened into θ_D.
+
+    fc:    Linear layers in → widths… → classes (weight (out, in), bias (out)).
+    lenet: conv 6@5×5 → 2×2 max-pool → conv 16@5×5 → 2×2 max-pool → 120 → 84 → classes.
+    """
+    spec = DATASETS[dataset]
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    if model == "fc":
+        sizes = [spec.channels * spec.height * spec.width, *fc_widths, spec.classes]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes += [(f"layers.{i}.weight", (n_out, n_in)), (f"layers.{i}.bias", (n_out,))]
+        return shapes
+    if model == "lenet":
+        c1, c2 = LENET_CHANNELS
+        k = LENET_KERNEL
+        h, w = spec.height, spec.width
+        for _ in range(2):  # valid convolution then 2×2 pooling, twice
+            h, w = (h - k + 1) // 2, (w - k + 1) // 2
+        flat = c2 * h * w
+        shapes = [
+            ("conv1.weight", (c1, spec.channels, k, k)), ("conv1.bias", (c1,)),
+            ("conv2.weight", (c2, c1, k, k)), ("conv2.bias", (c2,)),
+        ]
+        sizes = [flat, *LENET_HIDDEN, spec.classes]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes += [(f"fc{i + 1}.weight", (n_out, n_in)), (f"fc{i + 1}.bias", (n_out,))]
+        return shapes
+    raise ValueError(f"unknown model {model!r}")
+
+
+def dense_budget_mb() -> float:
+    """The dense-P memory budget, from IDLAB_DENSE_P_BUDGET_MB (default 2048 MiB)."""
+    return float(os.environ.get(DENSE_BUDGET_ENV, DEFAULT_DENSE_BUDGET_MB))
+
+
+class RunConfig(BaseModel):
+    """One subspace-training (or direct-training) run: θ_D = θ_0 + P·φ(θ_d)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    # What is trained, on what.
+    dataset: DatasetName = Field("mnist", description="Dataset read from the data directory; `synthetic` is generated.")
+    model: ModelName = Field("fc", description="Network: `fc` (fully connected) or `lenet`.")
+    fc_widths: list[int] = Field([200, 200], min_length=1, max_length=8,
+                                 description="Hidden widths of the fc model (784-200-200-10 by default).")
+    method: Method = Field("subspace", description="`subspace` trains θ_d only; `direct` trains all D weights (the baseline).")
+
+    # The subspace.
+    projection: ProjectionName = Field("fastfood", description="How P·v is computed: explicit `dense`, `sparse` (density 1/√D) or structured `fastfood`.")
+    augmentation: AugmentationName = Field("linear", description="Feature map φ: `linear` φ(θ)=θ, `power` adds λ_i·θ^i, `rff` adds a·cos(Bθ), a·sin(Bθ); `power+rff` concatenates both.")
+    d: int = Field(750, gt=0, le=10_000_000, description="Intrinsic dimension: the number of trained weights θ_d.")
+    p_init: str = Field("normal", description="Entries of P: normal, uniform, rademacher, sparse, orthogonal (dense, k ≤ D) or from_run:<id> (per-block statistics of an earlier run's trained P).")
+    p_scale: float = Field(1.0, gt=0, description="Standard deviation of P's entries before normalisation.")
+    normalize_p: NormalizeP = Field("unit_columns", description="`unit_columns` (Li et al.), `none`, or `block_sum` (Lam & Lee; numerically fragile).")
+    train_p: bool = Field(False, description="Train P as well (dense only): a diagnostic that records P before and after training.")
+    theta_d_init: ThetaDInit = Field("zeros", description="θ_d at the start: zeros (Li et al.) or normal with std `theta_d_std`.")
+    theta_d_std: float = Field(0.05, gt=0, description="Standard deviation of θ_d when theta_d_init is normal (Lam & Lee: 0.05).")
+    use_theta0: bool = Field(True, description="False gives θ_D = P·φ(θ_d) with no offset θ_0.")
+
+    # Augmentation options.
+    power_orders: list[int] = Field([2, 3], max_length=6, description="Powers added by the power augmentation.")
+    power_coefs: list[float] = Field([0.1, 0.01], max_length=6, description="λ for each power in `power_orders`.")
+    rff_features: int | None = Field(None, ge=1, le=10_000_000, description="m, the number of random Fourier features (default d//2).")
+    rff_scale: float = Field(1.0, gt=0, description="σ: B ~ N(0, σ²).")
+    rff_amplitude: float = Field(1.0, gt=0, description="a: the amplitude of the cos and sin features.")
+    rff_per_tensor: bool = Field(False, description="Draw one B per weight tensor (Lam & Lee) instead of one shared B.")
+
+    # Training.
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds θ_0, P, B, θ_d and the data order.")
+    epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training set.")
+    batch_size: int = Field(128, ge=1, le=65_536, description="Minibatch size.")
+    optimizer: OptimizerName = Field("adam", description="`adam` (with `adam_betas`) or `sgd` (with `momentum`).")
+    lr: float = Field(1e-3, gt=0, le=100, description="Learning rate.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.99), description="Adam's β₁, β₂.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    lr_decay: float = Field(1.0, gt=0, le=1, description="Learning rate multiplied by this after every epoch.")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty weight_decay·‖θ_D‖² added to the loss.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many epochs without improvement of `early_stopping_metric`.")
+    early_stopping_metric: EarlyStoppingMetric = Field("train_acc", description="Metric watched by early stopping.")
+    input_scaling: InputScaling = Field("standardize", description="`standardize` (zero mean, unit std), `unit` (÷255) or `raw` (0–255, as Lam & Lee).")
+    train_size: int | None = Field(None, ge=1, description="Use only the first N training examples (all by default).")
+    test_size: int | None = Field(None, ge=1, description="Evaluate on only the first N test examples (all by default).")
+    on_divergence: OnDivergence = Field("fail", description="On a NaN/inf loss: `fail`, or `reduce_lr` (restart with lr × 0.1).")
+    max_lr_reductions: int = Field(3, ge=0, le=10, description="How many times `reduce_lr` may restart a run.")
+    log_every: int = Field(10, ge=1, le=100_000, description="Steps between logged training points (divergence is checked at each).")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.")
+
+    # ---- derived sizes -------------------------------------------------------------
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        return DATASETS[self.dataset]
+
+    def parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        return parameter_shapes(self.model, self.dataset, self.fc_widths)
+
+    @property
+    def D(self) -> int:  # noqa: N802 - the paper's name
+        return sum(math.prod(shape) for _, shape in self.parameter_shapes())
+
+    @property
+    def m(self) -> int:
+        """Number of random Fourier features."""
+        return self.rff_features if self.rff_features is not None else max(1, self.d // 2)
+
+    def feature_blocks(self) -> list[tuple[str, int]]:
+        """The blocks of φ(θ_d), in order, with their widths; their sum is k.
+
+        linear: [θ]; power: [θ, λ_i θ^i …]; rff: [θ, a cos(Bθ), a sin(Bθ)];
+        power+rff: the concatenation of the power and the rff features.
+        """
+        power = [("linear", self.d)] + [(f"power_{o}", self.d) for o in self.power_orders]
+        rff = [("cos", self.m), ("sin", self.m)]
+        if self.augmentation == "linear":
+            return [("linear", self.d)]
+        if self.augmentation == "power":
+            return power
+        if self.augmentation == "rff":
+            return [("linear", self.d), *rff]
+        return [*power, ("rff_linear", self.d), *rff]
+
+    @property
+    def k(self) -> int:
+        return sum(width for _, width in self.feature_blocks())
+
+    @property
+    def from_run_id(self) -> str | None:
+        match = FROM_RUN_PATTERN.match(self.p_init)
+        return match.group(1) if match else None
+
+    def dense_p_bytes(self) -> int:
+        """Memory of an explicit D×k P (×4 when trained: value, gradient, two Adam moments)."""
+        return self.D * self.k * BYTES_PER_FLOAT * (4 if self.train_p else 1)
+
+    # ---- cross-field validation ---------------------------------------------------
+
+    @model_validator(mode="after")
+    def _check_combinations(self, info: Any) -> "RunConfig":
+        context = info.context or {}
+        errors: list[tuple[str, str]] = []
+
+        def reject(field: str, message: str) -> None:
+            errors.append((field, message))
+
+        if not (self.p_init in P_INITS or self.from_run_id is not None):
+            reject("p_init", f"unknown p_init {self.p_init!r}: use one of {', '.join(P_INITS)} or from_run:<run id>")
+        if len(self.power_coefs) != len(self.power_orders):
+            reject("power_coefs", f"give one coefficient per power: {len(self.power_orders)} orders "
+                                  f"{self.power_orders} but {len(self.power_coefs)} coefficients")
+        if any(o < 2 for o in self.power_orders) or len(set(self.power_orders)) != len(self.power_orders):
+            reject("power_orders", "power orders must be distinct integers ≥ 2 (the linear term is always present)")
+        if any(w < 1 or w > 100_000 for w in self.fc_widths):
+            reject("fc_widths", "each hidden width must be between 1 and 100000")
+
+        subspace = self.method == "subspace"
+        if subspace and self.train_p and self.projection != "dense":
+            reject("train_p", f"train_p needs projection 'dense' (got {self.projection!r}): "
+                              "only an explicit matrix can be trained")
+        if self.train_p and not subspace:
+            reject("train_p", "train_p applies to subspace training, not method 'direct'")
+        if subspace and self.projection == "fastfood" and self.p_init != "normal":
+            reject("p_init", f"fastfood has its own structure (Gaussian diagonal between Hadamard transforms); "
+                             f"p_init {self.p_init!r} needs projection 'dense' or 'sparse'")
+        if subspace and self.p_init == "orthogonal":
+            if self.projection != "dense":
+                reject("p_init", "p_init 'orthogonal' needs projection 'dense'")
+            elif self.k > self.D:
+                reject("p_init", f"p_init 'orthogonal' needs k ≤ D, but k = {self.k} > D = {self.D}: "
+                                 "lower d or the number of features")
+        if subspace and self.projection == "dense":
+            budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
+            need_mb = self.dense_p_bytes() / 2**20
+            if need_mb > budget_mb:
+                reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, over the "
+                                     f"budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}); use projection 'sparse' "
+                                     "or 'fastfood', or lower d")
+        if errors:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [InitErrorDetails(type=PydanticCustomError("invalid_run_config", message),
+                                  loc=(field,), input=getattr(self, field)) for field, message in errors],
+            )
+        return self
+
+    @property
+    def warnings(self) -> list[str]:
+        """Valid but questionable choices a researcher should be told about."""
+        notes = []
+        if self.method == "subspace" and self.normalize_p == "block_sum":
+            notes.append("normalize_p 'block_sum' divides by column sums that can be near zero: "
+                         "kept for faithful reproduction of Lam & Lee; expect unstable runs")
+        return notes
+
+
+def validation_messages(error: ValidationError) -> list[dict[str, str]]:
+    """A ValidationError as [{"field": ..., "message": ...}], for people and for 422 bodies."""
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "config", "message": e["msg"]} for e in error.errors()]
