@@ -1,0 +1,129 @@
+"""Database models: experiments, runs, their metric points and artefacts, and the workers.
+
+The runs table is the source of truth for what has to run: the broker message
+carries only a run id. A run moves queued → running → succeeded | failed |
+cancelled | diverged; `attempt` counts its executions, `claim_token` says which
+execution owns it (a message delivered twice executes once).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Integer primary keys that autoincrement on SQLite and Postgres alike.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DIVERGED = "queued", "running", "succeeded", "failed", "cancelled", "diverged"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DIVERGED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED, DIVERGED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC timestamps on every database (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(timezone.utc) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default="grid")
+    base_config: Mapped[dict] = mapped_column(JSON)
+    grid: Mapped[dict] = mapped_column(JSON, default=dict)
+    seeds: Mapped[list] = mapped_column(JSON, default=list)
+    baseline: Mapped[dict] = mapped_column(JSON, default=dict)      # {"mode": "individual"|"global"|None, "value": …}
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    runs: Mapped[list["Run"]] = relationship(back_populates="experiment", order_by="Run.id")
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="member")   # member | baseline
+    config: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    D: Mapped[int | None] = mapped_column(Integer)
+    k: Mapped[int | None] = mapped_column(Integer)
+    d: Mapped[int | None] = mapped_column(Integer)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)        # latest step, epoch and metric values
+    final_metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+    experiment: Mapped[Experiment | None] = relationship(back_populates="runs")
+
+
+class MetricPoint(Base):
+    """One value of one series of one run; (run, key, step) is unique, so re-executions never duplicate."""
+
+    __tablename__ = "metric_points"
+    __table_args__ = (UniqueConstraint("run_id", "key", "step", name="uq_metric_points_run_key_step"),
+                      Index("ix_metric_points_run_id_id", "run_id", "id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)   # the SSE event id: increases as points arrive
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(40))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class RunArtifact(Base):
+    """What a run keeps besides its curves: histograms and statistics of P and θ_d."""
+
+    __tablename__ = "run_artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_run_artifacts_run_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A worker process, as it last reported itself."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    device: Mapped[str] = mapped_column(String(60))
+    queues: Mapped[list] = mapped_column(JSON, default=list)
+    current_run_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)

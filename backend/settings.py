@@ -1,0 +1,48 @@
+"""Settings of the lab, read from the environment (prefix IDLAB_) or a .env file.
+
+The one place every setting is declared: the API, the worker and the CLI read it.
+Left unset, the database and the broker are the embedded ones, inside the data
+directory: SQLite at <data_dir>/idlab.db and a filesystem queue at <data_dir>/broker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from idlab.config import DEFAULT_DENSE_BUDGET_MB
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IDLAB_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("idlab-data"), description="The lab's folder: datasets (MNIST/raw/…, cifar-10-batches-py/…) and, in the embedded mode, the database and the queue.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db (default: SQLite in data_dir).")
+    broker_url: str | None = Field(None, description="Celery broker, e.g. redis://host:6379/0 (default: a filesystem queue in data_dir).")
+    api_token: str | None = Field(None, description="When set, every mutating call needs 'Authorization: Bearer <token>'.")
+    allow_download: bool = Field(False, description="Download a missing dataset (checksum-verified) instead of failing.")
+    dense_p_budget_mb: float = Field(DEFAULT_DENSE_BUDGET_MB, gt=0, description="Largest dense P a run may allocate, in MiB.")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker reports that its run is alive.")
+    stale_after_seconds: float = Field(60.0, gt=0, description="A running run without heartbeat this long is reaped.")
+    max_attempts: int = Field(3, ge=1, description="Executions of a run before a vanished worker fails it instead of requeueing.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'idlab.db').resolve()}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded_broker_dir(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

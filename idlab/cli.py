@@ -1,0 +1,192 @@
+"""The `idlab` command line.
+
+    idlab train --d 750 --projection fastfood --epochs 1     one run, locally, with a progress bar
+    idlab train --config run.yaml --json                     … its last line the final metrics as JSON
+
+Every run-config field is a flag of the same name (`--power_orders 2,3` or
+`--power-orders 2,3`; booleans as `--train_p` / `--no-train_p`); a JSON or YAML
+file given with --config supplies the rest, and flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from idlab.config import RunConfig, validation_messages
+
+EXIT_INVALID = 2
+EXIT_RUN_FAILED = 1
+
+
+def _is_sequence(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (list, tuple)
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, named after it, with its description and default."""
+    group = parser.add_argument_group("run config (each flag is a RunConfig field)")
+    for name, field in RunConfig.model_fields.items():
+        names = list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]))
+        default = field.get_default()
+        help_text = f"{field.description} (default: {default})"
+        if _is_bool(field.annotation):
+            group.add_argument(*names, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            metavar = "A,B,…" if _is_sequence(field.annotation) else name.upper()
+            group.add_argument(*names, dest=name, default=None, metavar=metavar, help=help_text)
+
+
+def _flag_value(annotation: Any, text: str) -> Any:
+    if _is_sequence(annotation):
+        text = text.strip()
+        return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",") if part.strip()]
+    if text.lower() in ("none", "null") and type(None) in typing.get_args(annotation):
+        return None
+    return text
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The raw config: the --config file, overridden by the flags given (validation comes after)."""
+    raw: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path} must hold a mapping of run-config fields")
+    for name, field in RunConfig.model_fields.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            raw[name] = value if isinstance(value, bool) else _flag_value(field.annotation, value)
+    return raw
+
+
+def _print_invalid(error: ValidationError) -> None:
+    print("invalid run config:", file=sys.stderr)
+    for problem in validation_messages(error):
+        print(f"  {problem['field']}: {problem['message']}", file=sys.stderr)
+
+
+def _progress_callback(config: RunConfig, train_examples: int, quiet: bool):
+    from tqdm import tqdm
+
+    from idlab import metrics as M
+
+    total = config.epochs * math.ceil(train_examples / config.batch_size)
+    bar = tqdm(total=total, unit="step", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+    shown: dict[str, float] = {}
+
+    def on_points(points) -> bool:
+        for point in points:
+            if point.key in (M.TRAIN_LOSS, M.TRAIN_ACC, M.TEST_ACC):
+                shown[point.key] = point.value
+            if point.step > bar.total:
+                bar.total = point.step
+            bar.n = point.step
+            bar.set_description(f"epoch {point.epoch}/{config.epochs}")
+        if points:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()}, refresh=True)
+        return False
+
+    return on_points, bar
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from backend.settings import Settings
+
+    try:
+        raw = config_from_args(args)
+    except (OSError, ValueError) as problem:
+        print(f"cannot read the config: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    try:
+        config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb})
+    except ValidationError as error:
+        _print_invalid(error)
+        return EXIT_INVALID
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    from_run_stats = None
+    if config.from_run_id is not None:
+        if not args.from_run_stats:
+            print(f"p_init {config.p_init!r} needs the statistics of that run's trained P: pass "
+                  "--from-run-stats FILE (written by an earlier `idlab train --stats-out FILE`)", file=sys.stderr)
+            return EXIT_INVALID
+        from worker.subspace.statistics import sampling_stats
+        from_run_stats = sampling_stats(json.loads(Path(args.from_run_stats).read_text())["statistics"]["P"])
+
+    from worker.subspace.data import DatasetMissing, load_dataset
+    from worker.subspace.training import train
+
+    try:
+        splits = load_dataset(config, settings.data_dir, download=args.download or settings.allow_download)
+    except DatasetMissing as missing:
+        print(str(missing), file=sys.stderr)
+        return EXIT_INVALID
+    callback, bar = _progress_callback(config, len(splits.train_y), args.quiet or args.json)
+    try:
+        result = train(config, splits, callback, from_run_stats=from_run_stats)
+    finally:
+        bar.close()
+
+    if args.stats_out:
+        Path(args.stats_out).write_text(json.dumps({"config": config.model_dump(mode="json"),
+                                                    "status": result.status, "metrics": result.metrics,
+                                                    "statistics": result.statistics}, indent=1))
+    if result.error:
+        print(f"run {result.status}: {result.error}", file=sys.stderr)
+    summary = {"status": result.status, **result.metrics}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        width = max(map(len, summary))
+        for key, value in summary.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown}")
+    return 0 if result.status == "succeeded" else EXIT_RUN_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idlab", description="Intrinsic Dimension Lab")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one run locally and print its final metrics",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--config", metavar="FILE", help="a JSON or YAML run config; flags override it")
+    train.add_argument("--data-dir", help="folder holding the datasets (default: $IDLAB_DATA_DIR or ./idlab-data)")
+    train.add_argument("--download", action="store_true", help="download a missing dataset (checksum-verified)")
+    train.add_argument("--json", action="store_true", help="print the final metrics as one JSON line, no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--stats-out", metavar="FILE", help="write the metrics and the statistics of P and θ_d as JSON")
+    train.add_argument("--from-run-stats", metavar="FILE",
+                       help="the --stats-out file of the run named by p_init from_run:<id>")
+    add_config_flags(train)
+    train.set_defaults(handler=command_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

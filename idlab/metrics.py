@@ -1,0 +1,23 @@
+"""The metric keys a run logs: one list shared by the engine, the database, the API and the UI.
+
+Series (x = global training step):
+    train_loss, train_acc   mean over the minibatches of the last logging interval
+    lr                      the learning rate, logged when it changes
+    epoch_train_loss/acc    mean over the minibatches of one epoch, at its last step
+    test_loss, test_acc     on the (full, unless test_size) test set, after every epoch
+
+Final metrics (one value per run) add the sizes and the cost of the run.
+"""
+
+TRAIN_LOSS = "train_loss"
+TRAIN_ACC = "train_acc"
+LR = "lr"
+EPOCH_TRAIN_LOSS = "epoch_train_loss"
+EPOCH_TRAIN_ACC = "epoch_train_acc"
+TEST_LOSS = "test_loss"
+TEST_ACC = "test_acc"
+
+SERIES = (TRAIN_LOSS, TRAIN_ACC, LR, EPOCH_TRAIN_LOSS, EPOCH_TRAIN_ACC, TEST_LOSS, TEST_ACC)
+
+FINAL = (TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, "best_test_acc", "D", "k", "d",
+         "seconds", "epochs", "steps", "lr", "lr_reductions")

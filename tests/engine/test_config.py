@@ -1,0 +1,92 @@
+"""The run-config schema: defaults of Li et al., derived sizes, and rejections that name the field."""
+
+import pytest
+from pydantic import ValidationError
+
+from idlab.config import RunConfig, validation_messages
+
+
+def rejected_fields(**fields) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        RunConfig.model_validate(fields, context={"dense_budget_mb": 1024})
+    return {p["field"]: p["message"] for p in validation_messages(caught.value)}
+
+
+def test_defaults_reproduce_li_et_al():
+    config = RunConfig()
+    assert (config.normalize_p, config.theta_d_init, config.optimizer) == ("unit_columns", "zeros", "adam")
+    assert config.lr == 1e-3 and tuple(config.adam_betas) == (0.9, 0.99)
+    assert config.batch_size == 128 and config.weight_decay == 1e-4
+
+
+@pytest.mark.parametrize("model,dataset,D", [("fc", "mnist", 199_210), ("lenet", "mnist", 44_426),
+                                             ("lenet", "cifar10", 62_006), ("fc", "cifar10", 3072 * 200 + 200 + 200 * 200 + 200 + 2010)])
+def test_parameter_count(model, dataset, D):
+    assert RunConfig(model=model, dataset=dataset).D == D
+
+
+@pytest.mark.parametrize("augmentation,k", [("linear", 100), ("power", 300), ("rff", 100 + 2 * 50),
+                                            ("power+rff", 300 + 100 + 2 * 50)])
+def test_k_of_each_augmentation(augmentation, k):
+    config = RunConfig(augmentation=augmentation, d=100)
+    assert config.k == k
+    assert sum(width for _, width in config.feature_blocks()) == k
+
+
+def test_rff_features_and_power_orders_change_k():
+    assert RunConfig(augmentation="rff", d=100, rff_features=7).k == 114
+    assert RunConfig(augmentation="power", d=10, power_orders=[2], power_coefs=[0.5]).k == 20
+
+
+@pytest.mark.parametrize("fields,field,words", [
+    ({"d": 0}, "d", "greater than 0"),
+    ({"d": -5}, "d", "greater than 0"),
+    ({"projection": "hyperbolic"}, "projection", "dense"),
+    ({"augmentation": "cubic"}, "augmentation", "rff"),
+    ({"p_init": "gaussian", "projection": "dense", "d": 10}, "p_init", "from_run"),
+    ({"train_p": True, "projection": "fastfood"}, "train_p", "dense"),
+    ({"train_p": True, "projection": "sparse"}, "train_p", "dense"),
+    ({"p_init": "uniform", "projection": "fastfood"}, "p_init", "fastfood"),
+    ({"p_init": "orthogonal", "projection": "sparse"}, "p_init", "dense"),
+    ({"p_init": "orthogonal", "projection": "dense", "model": "lenet", "augmentation": "power", "d": 20_000},
+     "p_init", "k ≤ D"),
+    ({"projection": "dense", "d": 10_000}, "projection", "sparse"),
+    ({"power_coefs": [0.1]}, "power_coefs", "one coefficient per power"),
+    ({"power_orders": [1, 2], "power_coefs": [1, 1]}, "power_orders", "≥ 2"),
+    ({"device": "tpu"}, "device", "pattern"),
+    ({"unknown_field": 1}, "unknown_field", "Extra inputs"),
+    ({"epochs": 0}, "epochs", "greater than or equal to 1"),
+    ({"lr": 0}, "lr", "greater than 0"),
+    ({"fc_widths": [0]}, "fc_widths", "between 1"),
+])
+def test_bad_configs_are_rejected_with_their_field(fields, field, words):
+    problems = rejected_fields(**fields)
+    assert field in problems, problems
+    assert words in problems[field]
+
+
+def test_dense_budget_message_suggests_sparse_or_fastfood():
+    message = rejected_fields(projection="dense", d=10_000)["projection"]
+    assert "sparse" in message and "fastfood" in message and "MiB" in message
+
+
+def test_dense_budget_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IDLAB_DENSE_P_BUDGET_MB", "100000")
+    assert RunConfig(projection="dense", d=10_000).k == 10_000
+    monkeypatch.setenv("IDLAB_DENSE_P_BUDGET_MB", "10")
+    with pytest.raises(ValidationError):
+        RunConfig(projection="dense", d=100)
+
+
+def test_from_run_p_init_is_parsed():
+    assert RunConfig(projection="dense", d=10, p_init="from_run:42").from_run_id == "42"
+    assert "p_init" in rejected_fields(projection="dense", d=10, p_init="from_run:../../etc")
+
+
+def test_block_sum_is_valid_but_warned():
+    assert any("block_sum" in w for w in RunConfig(normalize_p="block_sum").warnings)
+    assert RunConfig().warnings == []
+
+
+def test_direct_method_ignores_subspace_only_checks():
+    assert RunConfig(method="direct", projection="dense", d=10_000).method == "direct"

@@ -1,0 +1,109 @@
+"""The network evaluated at θ_D, trained either in a subspace or directly.
+
+Subspace training (Li et al. 2018):
+
+    θ_D = θ_0 + P · φ(θ_d)          θ_0 ∈ R^D fixed, P ∈ R^{D×k} fixed, θ_d ∈ R^d trained
+
+With `use_theta0 = False` the offset is dropped: θ_D = P · φ(θ_d). With one RFF
+matrix per weight tensor t, the rows of tensor t use their own features:
+θ_D[rows_t] = θ_0[rows_t] + (P · φ_t(θ_d))[rows_t].
+
+Direct training (the baseline) trains all D weights of θ_D, starting at θ_0.
+
+The network itself is a parameterless skeleton on the meta device: each forward
+pass slices one flat θ_D into views of the layer shapes and evaluates the
+skeleton with `torch.func.functional_call`, so gradient reaches only θ_d (and P
+when it is trainable).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from idlab.config import RunConfig
+from worker.subspace.augmentation import Augmentation
+from worker.subspace.model import build_model, initial_theta
+from worker.subspace.projection import Projection, build_projection
+
+
+def row_slices(config: RunConfig) -> list[slice]:
+    """The rows of θ_D that hold each parameter tensor, in `parameter_shapes` order."""
+    slices, start = [], 0
+    for _, shape in config.parameter_shapes():
+        size = math.prod(shape)
+        slices.append(slice(start, start + size))
+        start += size
+    return slices
+
+
+class _FlatNetwork(nn.Module):
+    """Evaluates the configured architecture at a flat weight vector θ_D."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.shapes = config.parameter_shapes()
+        self.rows = row_slices(config)
+        self.D = config.D
+        # Not registered as a submodule: its own (meta) weights are never used or trained.
+        self._skeleton = (build_model(config).to("meta"),)
+
+    def theta_D(self) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, theta_D: Tensor | None = None) -> Tensor:
+        theta_D = self.theta_D() if theta_D is None else theta_D
+        weights = {name: theta_D[rows].view(shape) for (name, shape), rows in zip(self.shapes, self.rows)}
+        return functional_call(self._skeleton[0], weights, (x,))
+
+
+class SubspaceNetwork(_FlatNetwork):
+    """θ_D = θ_0 + P·φ(θ_d); θ_d (and P with `train_p`) are the only trainable tensors.
+
+    Random draws, all from one generator seeded by `config.seed`, in a fixed order:
+    θ_0, then P, then B, then θ_d.
+    """
+
+    def __init__(self, config: RunConfig, from_run_stats: dict[str, dict] | None = None):
+        super().__init__(config)
+        generator = torch.Generator().manual_seed(config.seed)
+        theta_0 = initial_theta(config, generator)
+        self.register_buffer("theta_0", theta_0 if config.use_theta0 else torch.zeros_like(theta_0))
+        self.P: Projection = build_projection(config, self.rows, generator, from_run_stats)
+        self.phi = Augmentation(config, len(self.rows), generator)
+        if config.theta_d_init == "normal":
+            theta_d = torch.randn(config.d, generator=generator) * config.theta_d_std
+        else:
+            theta_d = torch.zeros(config.d)
+        self.theta_d = nn.Parameter(theta_d)
+        self.k = config.k
+
+    def theta_D(self) -> Tensor:
+        features = self.phi(self.theta_d)                      # (T, k)
+        if self.phi.per_tensor:
+            offset = self.P.forward_blocks(list(features), self.rows)
+        else:
+            offset = self.P(features[0])
+        return self.theta_0 + offset
+
+
+class DirectNetwork(_FlatNetwork):
+    """Ordinary training of all D weights, from the same θ_0 as a subspace run of this seed."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        generator = torch.Generator().manual_seed(config.seed)
+        self.theta = nn.Parameter(initial_theta(config, generator))
+        self.k = config.D
+
+    def theta_D(self) -> Tensor:
+        return self.theta
+
+
+def build_network(config: RunConfig, from_run_stats: dict[str, dict] | None = None) -> _FlatNetwork:
+    if config.method == "direct":
+        return DirectNetwork(config)
+    return SubspaceNetwork(config, from_run_stats)

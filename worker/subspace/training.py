@@ -1,0 +1,264 @@
+"""The training loop: minibatch descent on θ_d (or θ_D), evaluation, divergence and stopping.
+
+Per step, with B a minibatch of the training set:
+
+    θ_D  = θ_0 + P·φ(θ_d)                        (computed once per step, not per example)
+    loss = CE(f(x_B; θ_D), y_B) + weight_decay · ‖θ_D‖²
+    θ_d ← optimizer step on ∇_{θ_d} loss          (and P with train_p)
+
+After every epoch the learning rate is multiplied by `lr_decay` and the network is
+evaluated on the test set. A NaN/inf loss is detected at the end of the logging
+interval it occurs in; the run then fails, or with `on_divergence = reduce_lr`
+restarts from the same θ_0, P and θ_d with lr × 0.1 (at most `max_lr_reductions`
+times). The step counter keeps running across restarts, so the diverged attempt
+stays visible in the logged curves.
+
+The engine knows nothing of the service: it reports metric points to a callback,
+which returns True to ask the run to stop (a cancel).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from idlab import metrics as M
+from idlab.config import RunConfig
+from worker.subspace.data import Splits
+from worker.subspace.network import SubspaceNetwork, build_network
+from worker.subspace.statistics import compare
+
+LR_REDUCTION = 0.1
+EVAL_BATCH = 2048
+FASTFOOD_SAMPLED_COLUMNS = 16
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    step: int
+    epoch: int
+    key: str
+    value: float
+
+
+#: Receives new metric points (possibly none) and returns True to stop the run.
+Callback = Callable[[list[MetricPoint]], bool | None]
+
+
+@dataclass
+class RunResult:
+    status: str                        # "succeeded" | "cancelled" | "diverged"
+    metrics: dict[str, float]
+    statistics: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+class Diverged(RuntimeError):
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+
+
+class Cancelled(Exception):
+    def __init__(self, step: int):
+        self.step = step
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for, but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def make_optimizer(config: RunConfig, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(config.adam_betas))
+    return torch.optim.SGD(params, lr=lr, momentum=config.momentum)
+
+
+@torch.no_grad()
+def evaluate(network, x: Tensor, y: Tensor, check_stop: Callable[[], bool] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the network at its current θ_D over (x, y)."""
+    theta_D = network.theta_D()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = network(x[start:start + EVAL_BATCH], theta_D)
+        target = y[start:start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+        if check_stop is not None and check_stop():
+            raise Cancelled(-1)
+    return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+def projection_blocks(network, config: RunConfig) -> dict[str, Tensor]:
+    """The entries of P per feature block (linear, power_2, cos, …).
+
+    Dense and sparse P report their stored values; fastfood never stores P, so a few
+    columns of each block are materialised (P·e_j) as a sample of its entries.
+    """
+    if not isinstance(network, SubspaceNetwork):
+        return {}
+    blocks, start = {}, 0
+    for name, width in config.feature_blocks():
+        columns = slice(start, start + width)
+        entries = network.P.column_entries(columns)
+        if entries is None:
+            picks = range(start, start + width, max(1, width // FASTFOOD_SAMPLED_COLUMNS))
+            with torch.no_grad():
+                entries = torch.cat([network.P(_basis(config.k, j, network.theta_0.device)) for j in picks])
+        blocks[name] = entries.detach().float().cpu().clone()
+        start += width
+    return blocks
+
+
+def _basis(k: int, j: int, device) -> Tensor:
+    e = torch.zeros(k, device=device)
+    e[j] = 1.0
+    return e
+
+
+def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
+          from_run_stats: dict[str, dict] | None = None) -> RunResult:
+    """Train one run to completion, cancellation or divergence."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    data = [t.to(device) for t in (splits.train_x, splits.train_y, splits.test_x, splits.test_y)]
+    started = time.perf_counter()
+    lr, reductions, step = config.lr, 0, 0
+    callback = callback or (lambda points: False)
+    while True:
+        network = build_network(config, from_run_stats).to(device)
+        P_initial = projection_blocks(network, config)
+        theta_d_initial = network.theta_d.detach().cpu().clone() if isinstance(network, SubspaceNetwork) else None
+        try:
+            final, step = _fit(network, config, data, lr, step, callback)
+            status, error = "succeeded", None
+            break
+        except Cancelled as stop:
+            final, status, error = {}, "cancelled", None
+            step = max(step, stop.step)
+            break
+        except Diverged as diverged:
+            step = diverged.step
+            if config.on_divergence == "reduce_lr" and reductions < config.max_lr_reductions:
+                reductions += 1
+                lr *= LR_REDUCTION
+                continue
+            final, status = {}, "diverged"
+            error = f"{diverged}; " + (f"gave up after {reductions} learning-rate reductions"
+                                       if config.on_divergence == "reduce_lr" else "on_divergence is 'fail'")
+            break
+
+    sizes = {"D": config.D, "d": config.D if config.method == "direct" else config.d,
+             "k": config.D if config.method == "direct" else config.k}
+    metrics = {**final, **sizes, "seconds": time.perf_counter() - started, "steps": step,
+               "lr": lr, "lr_reductions": reductions}
+    statistics = {}
+    if isinstance(network, SubspaceNetwork) and status != "diverged":
+        P_trained = projection_blocks(network, config) if config.train_p else None
+        statistics = {
+            "P": compare(P_initial, P_trained),
+            "theta_d": compare({"theta_d": theta_d_initial}, {"theta_d": network.theta_d.detach().cpu()}),
+        }
+    return RunResult(status, metrics, statistics, error)
+
+
+def training_step(network, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+                  weight_decay: float) -> tuple[Tensor, Tensor]:
+    """One step on the minibatch (x, y); returns the (detached) cross-entropy and logits.
+
+        θ_D = θ_0 + P·φ(θ_d);  loss = CE(f(x; θ_D), y);  minimise loss + weight_decay·‖θ_D‖²
+    """
+    theta_D = network.theta_D()
+    logits = network(x, theta_D)
+    loss = F.cross_entropy(logits, y)
+    objective = loss + weight_decay * theta_D.square().sum() if weight_decay else loss
+    optimizer.zero_grad(set_to_none=True)
+    objective.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
+         callback: Callback) -> tuple[dict[str, float], int]:
+    """Epochs of minibatch training; returns the final metrics and the last step."""
+    train_x, train_y, test_x, test_y = data
+    device = train_x.device
+    params = [p for p in network.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config, params, lr)
+    order = torch.Generator().manual_seed(config.seed)
+    n, batch = len(train_x), config.batch_size
+    steps_per_epoch = math.ceil(n / batch)
+    best = {"value": None, "epoch": 0}
+    best_test_acc = 0.0
+    final: dict[str, float] = {}
+
+    for epoch in range(1, config.epochs + 1):
+        lr_now = optimizer.param_groups[0]["lr"]
+        pending = [MetricPoint(step, epoch, M.LR, lr_now)]
+        permutation = torch.randperm(n, generator=order).to(device)
+        interval_loss = torch.zeros((), device=device)
+        interval_correct = torch.zeros((), device=device, dtype=torch.long)
+        interval_steps = interval_seen = 0
+        epoch_loss = epoch_correct = 0.0
+        for i in range(steps_per_epoch):
+            batch_index = permutation[i * batch:(i + 1) * batch]
+            x, y = train_x[batch_index], train_y[batch_index]
+            loss, logits = training_step(network, optimizer, x, y, config.weight_decay)
+            step += 1
+            interval_loss += loss
+            interval_correct += (logits.argmax(1) == y).sum()
+            interval_steps += 1
+            interval_seen += len(y)
+            if step % config.log_every == 0 or i == steps_per_epoch - 1:
+                mean_loss = interval_loss.item() / interval_steps
+                if not math.isfinite(mean_loss):
+                    raise Diverged(step, mean_loss)
+                accuracy = interval_correct.item() / interval_seen
+                epoch_loss += mean_loss * interval_steps
+                epoch_correct += accuracy * interval_seen
+                pending += [MetricPoint(step, epoch, M.TRAIN_LOSS, mean_loss),
+                            MetricPoint(step, epoch, M.TRAIN_ACC, accuracy)]
+                if callback(pending):
+                    raise Cancelled(step)
+                pending = []
+                interval_loss.zero_()
+                interval_correct.zero_()
+                interval_steps = interval_seen = 0
+
+        test_loss, test_acc = evaluate(network, test_x, test_y, check_stop=lambda: bool(callback([])))
+        best_test_acc = max(best_test_acc, test_acc)
+        final = {M.TEST_ACC: test_acc, M.TEST_LOSS: test_loss,
+                 M.TRAIN_LOSS: epoch_loss / steps_per_epoch, M.TRAIN_ACC: epoch_correct / n,
+                 "best_test_acc": best_test_acc, "epochs": epoch}
+        points = [MetricPoint(step, epoch, key, final[key])
+                  for key in (M.TEST_ACC, M.TEST_LOSS)] + [
+                  MetricPoint(step, epoch, M.EPOCH_TRAIN_LOSS, final[M.TRAIN_LOSS]),
+                  MetricPoint(step, epoch, M.EPOCH_TRAIN_ACC, final[M.TRAIN_ACC])]
+        if callback(points):
+            raise Cancelled(step)
+        for group in optimizer.param_groups:
+            group["lr"] *= config.lr_decay
+        if config.early_stopping_patience and _no_improvement(best, final, epoch, config):
+            break
+    return final, step
+
+
+def _no_improvement(best: dict, final: dict[str, float], epoch: int, config: RunConfig) -> bool:
+    """Early stopping: True once `early_stopping_metric` has not improved for `patience` epochs."""
+    key = config.early_stopping_metric
+    value = final[key]
+    better = (lambda a, b: a < b) if key.endswith("loss") else (lambda a, b: a > b)
+    if best["value"] is None or better(value, best["value"]):
+        best["value"], best["epoch"] = value, epoch
+    return epoch - best["epoch"] >= config.early_stopping_patience
