@@ -114,3 +114,10 @@ def test_cuda_run_matches_the_cpu_run_closely():
     cpu, _ = run(device="cpu")
     cuda, _ = run(device="cuda")
     assert abs(cpu.metrics[M.TEST_ACC] - cuda.metrics[M.TEST_ACC]) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("projection", ["dense", "sparse", "fastfood"])
+def test_cuda_gives_the_same_loss_sequence_twice(projection):
+    first, again = run(device="cuda", projection=projection)[1], run(device="cuda", projection=projection)[1]
+    assert series(first, M.TRAIN_LOSS) == series(again, M.TRAIN_LOSS)
