@@ -205,6 +205,13 @@ class RunConfig(BaseModel):
         match = FROM_RUN_PATTERN.match(self.p_init)
         return match.group(1) if match else None
 
+    def rff_B_bytes(self) -> int:
+        """Memory of the RFF matrices B ∈ R^{m×d} (one per weight tensor with rff_per_tensor)."""
+        if "rff" not in self.augmentation:
+            return 0
+        copies = len(self.parameter_shapes()) if self.rff_per_tensor else 1
+        return copies * self.m * self.d * BYTES_PER_FLOAT
+
     def dense_p_bytes(self) -> int:
         """Memory of an explicit D×k P (×4 when trained: value, gradient, two Adam moments)."""
         return self.D * self.k * BYTES_PER_FLOAT * (4 if self.train_p else 1)
@@ -251,6 +258,14 @@ class RunConfig(BaseModel):
                 reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, over the "
                                      f"budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}); use projection 'sparse' "
                                      "or 'fastfood', or lower d")
+        if subspace and "rff" in self.augmentation:
+            budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
+            need_mb = self.rff_B_bytes() / 2**20
+            if need_mb > budget_mb:
+                reject("rff_features", f"the RFF matrices B (m×d = {self.m:,}×{self.d:,}"
+                                       f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
+                                       f"over the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}): set rff_features "
+                                       "lower or share one B across tensors")
         if errors:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
@@ -266,6 +281,9 @@ class RunConfig(BaseModel):
         if self.method == "subspace" and self.normalize_p == "block_sum":
             notes.append("normalize_p 'block_sum' divides by column sums that can be near zero: "
                          "kept for faithful reproduction of Lam & Lee; expect unstable runs")
+        if self.from_run_id is not None and self.normalize_p != "none":
+            notes.append(f"p_init {self.p_init!r} samples P from the trained statistics, then normalize_p "
+                         f"{self.normalize_p!r} rescales it: use normalize_p 'none' to keep those statistics")
         return notes
 
 

@@ -90,3 +90,15 @@ def test_block_sum_is_valid_but_warned():
 
 def test_direct_method_ignores_subspace_only_checks():
     assert RunConfig(method="direct", projection="dense", d=10_000).method == "direct"
+
+
+def test_rff_matrices_count_against_the_memory_budget():
+    problems = rejected_fields(augmentation="rff", d=10_000, rff_per_tensor=True)
+    assert "rff_features" in problems and "per weight tensor" in problems["rff_features"]
+    assert RunConfig.model_validate({"augmentation": "rff", "d": 1000}, context={"dense_budget_mb": 1024}).m == 500
+
+
+def test_from_run_with_normalisation_is_warned():
+    config = RunConfig(projection="dense", d=10, p_init="from_run:3")
+    assert any("normalize_p 'none'" in w for w in config.warnings)
+    assert RunConfig(projection="dense", d=10, p_init="from_run:3", normalize_p="none").warnings == []
