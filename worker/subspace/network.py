@@ -26,7 +26,7 @@ from torch.func import functional_call
 
 from idlab.config import RunConfig
 from worker.subspace.augmentation import Augmentation
-from worker.subspace.model import build_model, initial_theta
+from worker.subspace.model import build_model, initial_theta, parameter_views
 from worker.subspace.projection import Projection, build_projection
 
 
@@ -47,7 +47,6 @@ class _FlatNetwork(nn.Module):
         super().__init__()
         self.shapes = config.parameter_shapes()
         self.rows = row_slices(config)
-        self.D = config.D
         # Not registered as a submodule: its own (meta) weights are never used or trained.
         self._skeleton = (build_model(config).to("meta"),)
 
@@ -56,8 +55,7 @@ class _FlatNetwork(nn.Module):
 
     def forward(self, x: Tensor, theta_D: Tensor | None = None) -> Tensor:
         theta_D = self.theta_D() if theta_D is None else theta_D
-        weights = {name: theta_D[rows].view(shape) for (name, shape), rows in zip(self.shapes, self.rows)}
-        return functional_call(self._skeleton[0], weights, (x,))
+        return functional_call(self._skeleton[0], parameter_views(theta_D, self.shapes), (x,))
 
 
 class SubspaceNetwork(_FlatNetwork):
@@ -79,7 +77,6 @@ class SubspaceNetwork(_FlatNetwork):
         else:
             theta_d = torch.zeros(config.d)
         self.theta_d = nn.Parameter(theta_d)
-        self.k = config.k
 
     def theta_D(self) -> Tensor:
         features = self.phi(self.theta_d)                      # (T, k)
@@ -97,7 +94,6 @@ class DirectNetwork(_FlatNetwork):
         super().__init__(config)
         generator = torch.Generator().manual_seed(config.seed)
         self.theta = nn.Parameter(initial_theta(config, generator))
-        self.k = config.D
 
     def theta_D(self) -> Tensor:
         return self.theta
