@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[engine,test]"
 	touch $@
 
+lab: install
+	$(BIN)/idlab serve
+
 test: install
 	$(BIN)/pytest
 

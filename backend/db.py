@@ -1,22 +1,29 @@
-"""The database engine and the session dependency; SQLite and Postgres from the same code."""
+"""The database engine and sessions; SQLite and Postgres from the same code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from backend.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL (readers never block the writer) and a busy timeout."""
+def make_engine(url: str, *, pooled: bool = True) -> Engine:
+    """An engine for `url`; SQLite gets WAL (readers never block the writer) and a busy timeout.
+
+    `pooled=False` opens a connection per use and keeps none open in between: for a
+    process that forks (the Celery worker's main process), so no child inherits a
+    live connection.
+    """
+    pool = {} if pooled else {"poolclass": NullPool}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -28,6 +35,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    if not pooled:
+        return create_engine(url, **pool)
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
@@ -50,7 +59,5 @@ def session_scope() -> Session:
     return _sessionmaker(get_settings().database)()
 
 
-def get_session() -> Iterator[Session]:
-    """FastAPI dependency: one session per request."""
-    with session_scope() as session:
-        yield session
+# The API's per-request session is backend.deps.get_session: it uses the serving app's
+# database, not these process-wide settings, so several apps can share a process.

@@ -76,9 +76,11 @@ class Run(Base):
     queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
-    D: Mapped[int | None] = mapped_column(Integer)
-    k: Mapped[int | None] = mapped_column(Integer)
-    d: Mapped[int | None] = mapped_column(Integer)
+    # Column names differ from the attributes: SQLite identifiers are case-insensitive, so
+    # columns "D" and "d" (or "dim_D" and "dim_d") would collide.
+    D: Mapped[int | None] = mapped_column("full_dim", Integer)
+    k: Mapped[int | None] = mapped_column("feature_dim", Integer)
+    d: Mapped[int | None] = mapped_column("intrinsic_dim", Integer)
     progress: Mapped[dict] = mapped_column(JSON, default=dict)        # latest step, epoch and metric values
     final_metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)

@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker reports that its run is alive.")
     stale_after_seconds: float = Field(60.0, gt=0, description="A running run without heartbeat this long is reaped.")
     max_attempts: int = Field(3, ge=1, description="Executions of a run before a vanished worker fails it instead of requeueing.")
+    reaper_seconds: float = Field(5.0, gt=0, description="How often the reaper looks for runs whose worker vanished and for lost queue messages.")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads torch may use per run (default: all cores; `idlab serve` leaves one to the API).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    max_experiment_runs: int = Field(1000, ge=1, description="Most runs one experiment request may queue (grid × seeds + baselines).")
+    sse_poll_seconds: float = Field(0.3, gt=0, le=10, description="How often an open event stream looks for new points and status changes.")
+    sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive comment interval of event streams (proxies drop silent connections).")
 
     @property
     def database(self) -> str:

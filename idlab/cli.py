@@ -2,6 +2,8 @@
 
     idlab train --d 750 --projection fastfood --epochs 1     one run, locally, with a progress bar
     idlab train --config run.yaml --json                     … its last line the final metrics as JSON
+    idlab serve                                              the lab: API, worker and reaper (SQLite, local queue)
+    idlab worker --queues gpu,cpu                            a worker against $IDLAB_DATABASE_URL / $IDLAB_BROKER_URL
 
 Every run-config field is a flag of the same name (`--power_orders 2,3` or
 `--power-orders 2,3`; booleans as `--train_p` / `--no-train_p`); a JSON or YAML
@@ -164,6 +166,18 @@ def command_train(args: argparse.Namespace) -> int:
     return 0 if result.status == "succeeded" else EXIT_RUN_FAILED
 
 
+def command_worker(args: argparse.Namespace) -> int:
+    from idlab.worker_command import command_worker as run_worker
+
+    return run_worker(args)
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from idlab.serve import serve
+
+    return serve(args.host, args.port, args.data_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idlab", description="Intrinsic Dimension Lab")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the --stats-out file of the run named by p_init from_run:<id>")
     add_config_flags(train)
     train.set_defaults(handler=command_train)
+
+    from idlab.worker_command import add_worker_arguments
+
+    serve = commands.add_parser("serve", help="start the lab: the API, a worker and the reaper, in one command",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    serve.add_argument("--port", type=int, default=8000, help="port the API listens on")
+    serve.add_argument("--data-dir", help="the lab's folder: datasets, database, queue (default: $IDLAB_DATA_DIR "
+                                          "or ./idlab-data)")
+    serve.set_defaults(handler=command_serve)
+
+    worker = commands.add_parser("worker", help="start a Celery worker that executes runs (binds no port)",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_worker_arguments(worker)
+    worker.set_defaults(handler=command_worker)
     return parser
 
 

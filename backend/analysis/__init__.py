@@ -1,0 +1,1 @@
+"""Numpy-only analysis the API serves: downsampling curves, summarising experiments (never torch)."""

@@ -1,0 +1,98 @@
+"""An experiment's summary: accuracy against d per group, the baseline, and d_int90 with its interval.
+
+Groups are the combinations of every grid field except `d` (and the seeds), e.g.
+one curve per augmentation. Within a group, the succeeded member runs give
+(d, final test_acc) pairs for worker.subspace.intrinsic_dimension.d_int90.
+
+The baseline is the experiment's global number, or else ("individual") the mean
+final test accuracy of its succeeded direct-training runs that match the group on
+the fields direct training depends on; until one has succeeded it is None, and so
+are the threshold and the d_int90 fields.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from backend.grid import BASELINE, MEMBER, SUBSPACE_ONLY
+from backend.models import SUCCEEDED, Experiment, Run
+from worker.subspace import intrinsic_dimension
+
+FRACTION = 0.9
+N_BOOTSTRAP = 1000
+ACCURACY = "test_acc"
+
+
+def summarize(experiment: Experiment, runs: Sequence[Run]) -> dict:
+    fields = [name for name in experiment.grid if name not in ("d", "seed")]
+    members = [run for run in runs if run.role == MEMBER]
+    baselines = [run for run in runs if run.role == BASELINE]
+    mode = (experiment.baseline or {}).get("mode")
+
+    groups: dict[str, list[Run]] = {}
+    for run in members:
+        groups.setdefault(_key(run.config, fields), []).append(run)
+
+    summaries = []
+    for members_of_group in groups.values():
+        values = {name: members_of_group[0].config.get(name) for name in fields}
+        if mode == "global":
+            baseline = float(experiment.baseline["value"])
+        elif mode == "individual":
+            baseline = _baseline_accuracy(baselines, values)
+        else:
+            baseline = None
+        summaries.append({**values, **_group(members_of_group, baseline)})
+
+    shared = {g["baseline"] for g in summaries}
+    baseline = shared.pop() if len(shared) == 1 else (float(experiment.baseline["value"]) if mode == "global" else None)
+    return {
+        "fields": fields,
+        "groups": summaries,
+        "baseline": baseline,
+        "threshold": FRACTION * baseline if baseline is not None else None,
+        "baseline_mode": mode,
+        "fraction": FRACTION,
+    }
+
+
+def _group(runs: list[Run], baseline: float | None) -> dict:
+    results = [(run.config["d"], _accuracy(run)) for run in runs if run.status == SUCCEEDED]
+    counts = dict(Counter(run.status for run in runs))
+    D = runs[0].D  # noqa: N806 - the paper's name
+    if baseline is None:
+        return {"points": intrinsic_dimension.accuracy_by_d(results), "d_int90": None, "d_int90_interpolated": None,
+                "d_int90_interval": None, "baseline": None, "threshold": None, "D": D, "counts": counts}
+    report = intrinsic_dimension.d_int90(results, baseline, fraction=FRACTION, n_bootstrap=N_BOOTSTRAP)
+    return {"points": report["points"], "d_int90": report["d_int90"],
+            "d_int90_interpolated": report["d_int90_interpolated"], "d_int90_interval": report["d_int90_interval"],
+            "baseline": report["baseline"], "threshold": report["threshold"], "D": D, "counts": counts}
+
+
+def _baseline_accuracy(baselines: list[Run], group_values: dict) -> float | None:
+    """Mean final accuracy of the succeeded baselines matching the group on the fields direct training uses."""
+    relevant = {name: value for name, value in group_values.items() if name not in SUBSPACE_ONLY}
+    accuracies = [_accuracy(run) for run in baselines if run.status == SUCCEEDED
+                  and all(_same(run.config.get(name), value) for name, value in relevant.items())]
+    accuracies = [a for a in accuracies if a is not None]
+    return float(np.mean(accuracies)) if accuracies else None
+
+
+def _accuracy(run: Run) -> float | None:
+    value = (run.final_metrics or {}).get(ACCURACY)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _key(config: dict, fields: list[str]) -> str:
+    return json.dumps([config.get(name) for name in fields], sort_keys=True, default=str)
+
+
+def _same(a, b) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)

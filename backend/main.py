@@ -1,0 +1,82 @@
+"""The FastAPI application: `uvicorn backend.main:create_app --factory`.
+
+No application is built at import time: `create_app(settings)` builds one for the
+given settings, so tests (and tools) can run several, each on its own database.
+The backend never imports torch: the worker's engine is loaded by workers only.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from backend import errors, migrate
+from backend.db import make_engine
+from backend.events import OpenStreams
+from backend.frontend import mount_frontend
+from backend.routers import config, experiments, health, runs
+from backend.series_cache import SeriesCache
+from backend.settings import Settings, get_settings
+from idlab import __version__
+from idlab.config import RunConfig
+from worker.celery_app import make_celery
+
+DESCRIPTION = """Intrinsic Dimension Lab: launch subspace-training runs and sweeps, watch them live,
+and compare projections and augmentations down to d_int90.
+
+Every call that changes something needs `Authorization: Bearer <token>` when the server has an API token.
+Errors are JSON `{"detail": ...}`; invalid input is a 422 whose `detail` lists `{"loc", "msg", "type"}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(migrate.upgrade, settings.database)
+        engine = make_engine(settings.database)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
+        app.state.celery = make_celery(settings)
+        app.state.series_cache = SeriesCache()
+        app.state.open_streams = OpenStreams()
+        try:
+            yield
+        finally:
+            app.state.celery.close()
+            engine.dispose()
+
+    app = FastAPI(title="idlab", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+
+    api = APIRouter(prefix="/api")
+    for module in (runs, experiments, health, config):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.openapi = lambda: _openapi(app)
+
+    # Last: the UI's mount at / matches every path, so /api and /docs must come first.
+    mount_frontend(app)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, plus RunConfig: run configs are validated in the handlers (with the
+    server's dense-P budget), so FastAPI itself never sees the model to document it."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        run_config = RunConfig.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(run_config.pop("$defs", {}))
+        components["RunConfig"] = run_config
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,161 @@
+"""/api/experiments: sweeps of runs (base × grid × seeds + baseline), their summary, export and events."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sse_starlette import EventSourceResponse
+
+from backend import lifecycle
+from backend.analysis import export
+from backend.analysis.summary import summarize
+from backend.auth import WRITE
+from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
+from backend.events import experiment_events
+from backend.grid import BASELINE, plan_experiment
+from backend.models import Experiment, Run
+from backend.routers.runs import enqueue
+from backend.schemas.common import MAX_ID, json_safe
+from backend.schemas.experiments import (
+    ExperimentCreate,
+    ExperimentCreated,
+    ExperimentDetail,
+    ExperimentPage,
+    RunBrief,
+    SummaryOut,
+)
+
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment's id.")]
+
+
+def get_experiment(session: Session, experiment_id: int) -> Experiment:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise HTTPException(404, f"experiment {experiment_id} not found")
+    return experiment
+
+
+def status_counts(session: Session, experiment_ids: list[int]) -> dict[int, dict[str, int]]:
+    """{experiment id: {status: number of runs}} in one grouped query."""
+    counts: dict[int, dict[str, int]] = {i: {} for i in experiment_ids}
+    if experiment_ids:
+        rows = session.execute(select(Run.experiment_id, Run.status, func.count()).where(
+            Run.experiment_id.in_(experiment_ids)).group_by(Run.experiment_id, Run.status))
+        for experiment_id, status, count in rows:
+            counts[experiment_id][status] = count
+    return counts
+
+
+def preview(plan) -> dict:
+    """What an experiment request would queue: its runs with D, k and dense-P memory."""
+    runs = [{"role": p.role, "config": p.config.model_dump(mode="json"), "D": p.config.D,
+             "k": p.config.k if p.config.method == "subspace" else p.config.D,
+             "dense_p_bytes": p.config.dense_p_bytes() if p.config.method == "subspace"
+             and p.config.projection == "dense" else 0} for p in plan.runs]
+    dense = [r["dense_p_bytes"] for r in runs]
+    return {"run_count": len(runs), "baseline_count": sum(r["role"] == BASELINE for r in runs), "runs": runs,
+            "total_dense_p_bytes": sum(dense), "max_dense_p_bytes": max(dense, default=0),
+            "warnings": sorted({w for p in plan.runs for w in p.config.warnings})}
+
+
+def describe(experiment: Experiment, counts: dict[str, int]) -> dict:
+    return {"id": experiment.id, "name": experiment.name, "created_at": experiment.created_at,
+            "base": experiment.base_config, "grid": experiment.grid, "seeds": experiment.seeds,
+            "baseline": experiment.baseline or {"mode": None, "value": None},
+            "run_count": sum(counts.values()), "counts": counts}
+
+
+@router.post("", status_code=201, response_model=ExperimentCreated, dependencies=WRITE, summary="Launch a sweep")
+def create_experiment(request: ExperimentCreate, session: SessionDep, settings: SettingsDep,
+                      celery: CeleryDep, dry_run: Annotated[bool, Query(
+                          description="Validate and expand only: answer the runs it would queue, their sizes "
+                                      "and memory, and store nothing.")] = False) -> dict | JSONResponse:
+    """Expand base × grid × seeds (+ one direct-training run per seed when `baseline` is true),
+    validate every run, store them all and queue them; nothing is stored if any run is invalid."""
+    plan = plan_experiment(request, settings)
+    if dry_run:
+        return JSONResponse(jsonable_encoder(preview(plan)))
+    experiment = Experiment(name=request.name, kind="grid", base_config=plan.base, grid=plan.grid,
+                            seeds=plan.seeds, baseline=plan.baseline)
+    session.add(experiment)
+    session.flush()
+    runs = [lifecycle.new_run(p.config, experiment_id=experiment.id, role=p.role) for p in plan.runs]
+    session.add_all(runs)
+    session.commit()
+    # Baselines first: every group's threshold waits for them.
+    warnings = [w for run in sorted(runs, key=lambda r: r.role != BASELINE) for w in enqueue(celery, run)]
+    counts = dict(Counter(run.status for run in runs))
+    notes = [f"{len(warnings)} of {len(runs)} runs: {warnings[0]}"] if warnings else []
+    return {**describe(experiment, counts), "run_ids": [run.id for run in runs], "warnings": notes}
+
+
+@router.get("", response_model=ExperimentPage, summary="List experiments")
+def list_experiments(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> dict:
+    """Experiments, newest first, each with its number of runs per status."""
+    total = session.scalar(select(func.count()).select_from(Experiment))
+    experiments = session.scalars(select(Experiment).order_by(Experiment.id.desc()).limit(limit).offset(offset)).all()
+    counts = status_counts(session, [e.id for e in experiments])
+    return {"items": [describe(e, counts[e.id]) for e in experiments], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{experiment_id}", response_model=ExperimentDetail, summary="An experiment and its runs")
+def read_experiment(experiment_id: ExperimentId, session: SessionDep) -> dict:
+    experiment = get_experiment(session, experiment_id)
+    runs = session.execute(select(Run.id, Run.status, Run.role).where(Run.experiment_id == experiment_id)
+                           .order_by(Run.id)).all()
+    counts = dict(Counter(run.status for run in runs))
+    return {**describe(experiment, counts), "run_ids": [run.id for run in runs],
+            "runs": [RunBrief(id=run.id, status=run.status, role=run.role) for run in runs]}
+
+
+@router.get("/{experiment_id}/summary", response_model=SummaryOut, summary="Accuracy against d, and d_int90")
+def experiment_summary(experiment_id: ExperimentId, session: SessionDep) -> dict:
+    """Per combination of the grid fields other than d (e.g. per augmentation): mean ± std of the
+    final test accuracy over seeds at each d, the baseline, the threshold 0.9 × baseline, and
+    d_int90 — the smallest d reaching it, interpolated, and a bootstrap 95 % interval."""
+    experiment = get_experiment(session, experiment_id)
+    runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)).all()
+    return json_safe(summarize(experiment, runs))
+
+
+@router.get("/{experiment_id}/export", summary="Every run's config and final metrics, as CSV or JSON",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+def export_experiment(experiment_id: ExperimentId, session: SessionDep,
+                      format: Literal["csv", "json"] = "csv") -> Response:
+    """One row per run: its status and sizes, `config.<field>` for every run-config field and
+    `final.<metric>` for every final metric. Served as an attachment."""
+    get_experiment(session, experiment_id)
+    runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)).all()
+    columns, table = export.rows(runs)
+    filename = f"experiment-{experiment_id}.{format}"
+    if format == "csv":
+        body, media_type = export.to_csv(columns, table), "text/csv; charset=utf-8"
+    else:
+        body, media_type = json.dumps({"columns": columns, "rows": json_safe(table)}, allow_nan=False), "application/json"
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/{experiment_id}/events", summary="Live status of the experiment's runs (Server-Sent Events)",
+            response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream."}})
+async def experiment_event_stream(request: Request, experiment_id: ExperimentId, sessions: SessionmakerDep,
+                                  settings: SettingsDep) -> EventSourceResponse:
+    """`event: status` with the runs whose status or progress changed (every run in the first one),
+    `event: end` once every run has finished."""
+    with sessions() as session:
+        get_experiment(session, experiment_id)
+    events = experiment_events(sessions, experiment_id, settings.sse_poll_seconds)
+    return EventSourceResponse(request.app.state.open_streams.track(events), ping=settings.sse_ping_seconds)

@@ -1,0 +1,212 @@
+"""/api/runs: create, list, inspect, cancel and retry runs; their curves, events and distributions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sse_starlette import EventSourceResponse
+
+from backend import lifecycle, points
+from backend.analysis.downsample import downsample
+from backend.auth import WRITE
+from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
+from backend.events import run_events
+from backend.models import Run, RunArtifact
+from backend.run_filters import config_conditions
+from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
+from backend.schemas.runs import DistributionsOut, MetricsOut, RunOut, RunPage, RunRole, RunStatus, SeriesOut
+from backend.validation import check_run_config, config_errors, reject
+from worker.celery_app import enqueue_run
+
+log = logging.getLogger("idlab.api")
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
+KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
+STATISTICS_ARTIFACT = "statistics"
+SORTS = {"-id": (Run.id.desc(),), "id": (Run.id.asc(),),
+         "-created_at": (Run.created_at.desc(), Run.id.desc()), "created_at": (Run.created_at.asc(), Run.id.asc())}
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise HTTPException(404, f"run {run_id} not found")
+    return run
+
+
+def enqueue(celery, run: Run) -> list[str]:
+    """Send the run's message (after its commit); a broker failure leaves it queued in the database."""
+    try:
+        enqueue_run(run.id, run.config, app=celery)
+    except Exception as exc:  # noqa: BLE001 - any broker error: the database stays the source of truth
+        log.error("run %s stored but not sent to the broker: %s", run.id, exc)
+        return [f"stored as queued, but the broker could not be reached ({type(exc).__name__}): "
+                "it starts once the message is re-sent"]
+    return []
+
+
+@router.post("", status_code=201, response_model=RunOut, dependencies=WRITE, summary="Queue a run")
+def create_run(config: Annotated[RunConfigJSON, Body()], session: SessionDep, settings: SettingsDep,
+               celery: CeleryDep) -> RunOut:
+    """Validate a run config (every field optional: defaults fill the rest), store it and queue it."""
+    try:
+        valid = check_run_config(config, settings)
+    except ValidationError as exc:
+        raise reject(config_errors(exc, lambda name: ("body", name) if name else ("body",))) from None
+    run = lifecycle.new_run(valid)
+    session.add(run)
+    session.commit()
+    return RunOut.of(run, enqueue(celery, run))
+
+
+@router.get("", response_model=RunPage, summary="List runs")
+def list_runs(
+    request: Request,
+    session: SessionDep,
+    status: Annotated[list[RunStatus] | None, Query(description="Any of these statuses (repeat the parameter).")] = None,
+    experiment_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    role: RunRole | None = None,
+    sort: Literal["-id", "id", "-created_at", "created_at"] = "-id",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> Response:
+    """Runs, newest first. Filter on any run-config field with `config.<field>=value`
+    (repeat for any of several values), e.g. `?config.projection=fastfood&config.d=750&config.d=1000`."""
+    conditions = config_conditions(request.query_params)
+    if status:
+        conditions.append(Run.status.in_(status))
+    if experiment_id is not None:
+        conditions.append(Run.experiment_id == experiment_id)
+    if role is not None:
+        conditions.append(Run.role == role)
+    total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
+    runs = session.scalars(select(Run).where(*conditions).order_by(*SORTS[sort]).limit(limit).offset(offset)).all()
+    page = RunPage(items=[RunOut.of(run) for run in runs], total=total, limit=limit, offset=offset)
+    # Already validated: serialized once here rather than validated again by FastAPI (a dashboard
+    # lists hundreds of runs, and this halves the time).
+    return Response(page.model_dump_json(), media_type="application/json")
+
+
+@router.get("/{run_id}", response_model=RunOut, summary="A run")
+def read_run(run_id: RunId, session: SessionDep) -> RunOut:
+    return RunOut.of(get_run(session, run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut, dependencies=WRITE, summary="Cancel a run",
+             responses={409: {"description": "The run has already finished."}})
+def cancel_run(run_id: RunId, session: SessionDep) -> RunOut:
+    """A queued run is cancelled at once; a running one stops at its next cancel check."""
+    run = get_run(session, run_id)
+    try:
+        lifecycle.request_cancel(session, run)
+    except lifecycle.TransitionError as exc:
+        raise HTTPException(409, str(exc)) from None
+    session.commit()
+    return RunOut.of(run)
+
+
+@router.post("/{run_id}/retry", response_model=RunOut, dependencies=WRITE, summary="Retry a run",
+             responses={409: {"description": "The run is not failed, cancelled or diverged."}})
+def retry_run(run_id: RunId, session: SessionDep, celery: CeleryDep) -> RunOut:
+    """Queue a failed, cancelled or diverged run again; its points are kept and overwritten step by step."""
+    run = get_run(session, run_id)
+    try:
+        lifecycle.retry(session, run)
+    except lifecycle.TransitionError as exc:
+        raise HTTPException(409, str(exc)) from None
+    session.commit()
+    return RunOut.of(run, enqueue(celery, run))
+
+
+@router.get("/{run_id}/metrics", response_model=MetricsOut, summary="A run's curves, downsampled")
+def run_metrics(
+    request: Request,
+    run_id: RunId,
+    session: SessionDep,
+    keys: Annotated[list[str] | None, Query(max_length=20, description="Metric keys (repeat, or comma-separated); all by default.")] = None,
+    max_points: Annotated[int, Query(ge=10, le=100_000, description="At most this many points per series.")] = 1000,
+    x_min: Annotated[float | None, Query(allow_inf_nan=False, description="Only steps ≥ x_min (zoom).")] = None,
+    x_max: Annotated[float | None, Query(allow_inf_nan=False, description="Only steps ≤ x_max (zoom).")] = None,
+    method: Annotated[Literal["minmax", "lttb"], Query(description="`minmax`: first/min/max/last per bucket (keeps spikes); `lttb`: largest triangle three buckets.")] = "minmax",
+) -> MetricsOut:
+    """Each series in step order, downsampled server-side to at most `max_points`. A zoomed
+    range (x_min, x_max) is re-sampled from the full-resolution points inside it."""
+    get_run(session, run_id)
+    if x_min is not None and x_max is not None and x_min > x_max:
+        raise reject([{"type": "value_error", "loc": ["query", "x_min"], "msg": "x_min must not exceed x_max", "input": x_min}])
+    wanted = _keys(keys)
+    version = points.last_point_id(session, run_id)
+    cache = request.app.state.series_cache
+    series = {}
+    for key in wanted or points.series_keys(session, run_id):
+        steps, values, epochs = cache.get(run_id, key, version, lambda key=key: points.read_series(session, run_id, key))
+        lo = 0 if x_min is None else int(np.searchsorted(steps, x_min, side="left"))
+        hi = len(steps) if x_max is None else int(np.searchsorted(steps, x_max, side="right"))
+        kept = lo + downsample(steps[lo:hi], values[lo:hi], max_points, method)
+        series[key] = SeriesOut(steps=steps[kept].tolist(), values=values[kept].tolist(), epochs=epochs[kept].tolist(),
+                                total=hi - lo, downsampled=len(kept) < hi - lo)
+    return MetricsOut(run_id=run_id, method=method, max_points=max_points, x_min=x_min, x_max=x_max,
+                      series=series, last_event_id=version)
+
+
+@router.get("/{run_id}/events", summary="Live points and status (Server-Sent Events)",
+            response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream (see backend/events.py)."}})
+async def run_event_stream(
+    request: Request,
+    run_id: RunId,
+    sessions: SessionmakerDep,
+    settings: SettingsDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Resume after this point id (as the Last-Event-ID header does).")] = None,
+) -> EventSourceResponse:
+    """`event: status` on every status or progress change, `event: points` with new metric points
+    (the event id is the largest point id in it), `event: end` once the run has finished and every
+    point was sent. Resumes after Last-Event-ID (header, or `last_event_id` in the query)."""
+    # A reconnecting browser sends the header with the latest id it received, while the URL still
+    # carries the id it first connected with: both mean "has everything up to here", so the larger wins.
+    after = max(last_event_id or 0, _event_id(last_event_id_header))
+    with sessions() as session:   # a short check; the stream itself opens one session per poll
+        get_run(session, run_id)
+    events = run_events(sessions, run_id, after, settings.sse_poll_seconds)
+    return EventSourceResponse(request.app.state.open_streams.track(events), ping=settings.sse_ping_seconds)
+
+
+@router.get("/{run_id}/distributions", response_model=DistributionsOut, summary="Histograms of P and θ_d",
+            responses={404: {"description": "No such run, or it has no statistics yet."}})
+def run_distributions(run_id: RunId, session: SessionDep) -> dict[str, Any]:
+    """Per feature block of P, and for θ_d: shared bin edges and the counts and summary statistics
+    at initialisation and after training (`trained` is null until the run has finished training)."""
+    run = get_run(session, run_id)
+    artifact = session.scalar(select(RunArtifact).where(RunArtifact.run_id == run_id,
+                                                        RunArtifact.name == STATISTICS_ARTIFACT))
+    if artifact is None:
+        raise HTTPException(404, f"run {run_id} has no distributions yet (it is {run.status}; they are "
+                                 "recorded once its projection has been built)")
+    return {"P": {}, "theta_d": None, **json_safe(artifact.data), "run_id": run_id, "created_at": artifact.created_at}
+
+
+def _keys(raw: list[str] | None) -> list[str]:
+    wanted = [key.strip() for value in raw or [] for key in value.split(",") if key.strip()]
+    bad = [key for key in wanted if not re.match(KEY_PATTERN, key)]
+    if bad or len(wanted) > 20:
+        raise reject([{"type": "value_error", "loc": ["query", "keys"], "input": (bad or wanted)[0][:50],
+                       "msg": "metric keys are names like train_loss or test_acc (letters, digits, _ . : -), at most 20"}])
+    return list(dict.fromkeys(wanted))
+
+
+def _event_id(header: str | None) -> int:
+    """The Last-Event-ID header as a point id (0, from the start, when absent or not a number)."""
+    try:
+        value = int(header) if header else 0
+    except ValueError:
+        return 0
+    return value if 0 <= value <= MAX_ID else 0

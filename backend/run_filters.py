@@ -1,0 +1,78 @@
+"""`config.<field>=value` query parameters: filtering runs on their stored run config.
+
+The value is parsed with the field's own type and constraints (RunConfig), so
+`config.d=750` compares numbers and `config.train_p=true` booleans, on SQLite's
+JSON_EXTRACT and Postgres' ->> alike. Repeating a parameter means "any of".
+`null` matches an unset optional field (e.g. `config.rff_features=null`).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Literal, Union, get_args, get_origin
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import ColumnElement, or_
+from starlette.datastructures import QueryParams
+
+from backend.models import Run
+from backend.validation import echo, error, reject
+from idlab.config import RunConfig
+
+PREFIX = "config."
+NULLS = ("null", "none")
+INT64 = 2**63
+
+
+def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
+    """SQL conditions for every config.<field> parameter; 422 naming the parameter if one is invalid."""
+    conditions, errors = [], []
+    for name in dict.fromkeys(k for k in params.keys() if k.startswith(PREFIX)):
+        field = name.removeprefix(PREFIX)
+        info = RunConfig.model_fields.get(field)
+        kind, optional = _scalar_kind(info.annotation) if info is not None else (None, False)
+        if info is None:
+            errors.append(error(("query", name), f"unknown run-config field {field!r}", input_=echo(field)))
+            continue
+        if kind is None:
+            errors.append(error(("query", name), f"{field} holds a list: filter on single-valued fields"))
+            continue
+        parse = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+        values, wants_null = [], False
+        for raw in params.getlist(name):
+            if any(ord(c) < 32 for c in raw) or len(raw) > 200:
+                errors.append(error(("query", name), "control characters or over 200 characters", "value_error", echo(raw)))
+                continue
+            if optional and raw.lower() in NULLS:
+                wants_null = True
+                continue
+            try:
+                value = parse.validate_python(raw if kind is not bool else raw.lower())
+            except ValidationError as exc:
+                errors.append(error(("query", name), exc.errors()[0]["msg"], "value_error", echo(raw)))
+                continue
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT64:
+                errors.append(error(("query", name), "number out of range", "value_error", echo(raw)))
+                continue
+            values.append(value)
+        element = Run.config[field]
+        column = {str: element.as_string, int: element.as_integer, float: element.as_float,
+                  bool: element.as_boolean}[kind]()
+        options = ([column.in_(values)] if values else []) + ([column.is_(None)] if wants_null else [])
+        if options:
+            conditions.append(or_(*options))
+    if errors:
+        raise reject(errors)
+    return conditions
+
+
+def _scalar_kind(annotation) -> tuple[type | None, bool]:
+    """(str | int | float | bool, whether None is allowed) of a field; (None, _) for lists and tuples."""
+    optional = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(get_args(annotation))
+        annotation = args[0] if len(args) == 1 else None
+    if get_origin(annotation) is Literal:
+        annotation = type(get_args(annotation)[0])
+    return (annotation if annotation in (str, int, float, bool) else None), optional

@@ -1,0 +1,80 @@
+"""Validating run configs with the server's settings, and 422 errors that name the field.
+
+Errors keep FastAPI's shape — {"loc": [...], "msg": ..., "type": ...} inside
+{"detail": [...]} — so a client finds the offending field the same way whether
+FastAPI or a handler rejected the request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from backend.settings import Settings
+from idlab.config import RunConfig
+
+Loc = tuple[str | int, ...]
+
+
+def error(loc: Loc, msg: str, type_: str = "value_error", input_: Any = None, ctx: dict | None = None) -> dict:
+    entry: dict[str, Any] = {"type": type_, "loc": list(loc), "msg": msg, "input": input_}
+    if ctx:
+        entry["ctx"] = ctx
+    return entry
+
+
+def reject(errors: Iterable[dict]) -> RequestValidationError:
+    """The exception FastAPI answers with 422 {"detail": errors}."""
+    return RequestValidationError(list(errors))
+
+
+def check_run_config(raw: Any, settings: Settings) -> RunConfig:
+    """RunConfig validated against the server's dense-P budget; raises pydantic's ValidationError.
+
+    Also refuses non-finite numbers (Python's JSON parser accepts NaN and Infinity;
+    Postgres' JSON does not, and no field means anything infinite).
+    """
+    config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb})
+    infinite = [name for name, value in config.model_dump().items() if not _finite(value)]
+    if infinite:
+        raise ValidationError.from_exception_data(RunConfig.__name__, [
+            {"type": "finite_number", "loc": (name,), "input": getattr(config, name)} for name in infinite])
+    return config
+
+
+def config_errors(exc: ValidationError, locate: Callable[[str], Loc], ctx: dict | None = None) -> list[dict]:
+    """pydantic errors of a RunConfig, each loc rewritten by `locate(field)` (+ the rest of the loc)."""
+    found = []
+    for e in exc.errors(include_url=False, include_context=False):
+        field, rest = (str(e["loc"][0]), tuple(e["loc"][1:])) if e["loc"] else ("", ())
+        found.append(error((*locate(field), *rest), e["msg"], e["type"], echo(e.get("input")), ctx))
+    return found
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def echo(value: Any, depth: int = 0) -> Any:
+    """A client's value, safe to echo in a JSON error: NaN/inf as text, strings and lists cut short."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value[:200]
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else str(value)[:40]
+    if isinstance(value, (list, tuple)) and depth < 2:
+        return [echo(v, depth + 1) for v in value[:20]]
+    if isinstance(value, dict) and depth < 2:
+        return {str(k)[:64]: echo(v, depth + 1) for k, v in list(value.items())[:20]}
+    return str(value)[:200]

@@ -1,0 +1,434 @@
+// One experiment: test accuracy against d per group (mean ± std over seeds, baseline, 90% threshold,
+// d_int90 with its interval), the d_int90 table, overlaid convergence of chosen runs, the P
+// distributions across d, exports, and its runs. Everything grows as runs finish.
+
+import { api } from "./api.js";
+import { config as plotConfig, emptyChart, layout, loadPlotly, pngButton, purge } from "./charts.js";
+import {
+  FINISHED, PALETTE, STATUSES, STATUS_COLORS, clear, fmtInt, fmtNum, fmtPct, fmtTime, fmtValue, h, poller, rgba, setText, toast,
+} from "./dom.js";
+import { blockLabel } from "./run.js";
+import { RunTable } from "./runs.js";
+
+const POLL_MS = 3000;
+const OVERLAY_POINTS = 600;
+const MAX_DEFAULT_OVERLAY = 8;
+const METRICS = [["test_acc", "test accuracy"], ["train_acc", "train accuracy"], ["train_loss", "train loss"], ["test_loss", "test loss"]];
+
+function relabel(button, text) {
+  button.textContent = text;
+  return button;
+}
+
+function groupLabel(group, fields) {
+  if (!fields.length) return "all runs";
+  if (fields.length === 1) return fmtValue(group[fields[0]]);
+  return fields.map((f) => `${f}=${fmtValue(group[f])}`).join(", ");
+}
+
+function sameGroup(config, group, fields) {
+  return fields.every((f) => JSON.stringify(config[f]) === JSON.stringify(group[f]));
+}
+
+export function statusBar(counts, total) {
+  const bar = h("span.status-bar", { title: STATUSES.filter((s) => counts[s]).map((s) => `${s}: ${counts[s]}`).join("\n") });
+  for (const s of STATUSES) {
+    if (counts[s]) bar.append(h("span", { style: { width: `${(100 * counts[s]) / Math.max(1, total)}%`, background: STATUS_COLORS[s] } }));
+  }
+  return bar;
+}
+
+// ---- accuracy vs d -----------------------------------------------------------------------------
+
+function accuracyFigure(summary) {
+  const fields = summary.fields || [];
+  const traces = [];
+  const shapes = [];
+  const annotations = [];
+  let xs = [];
+  summary.groups.forEach((group, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    const label = groupLabel(group, fields);
+    const points = [...(group.points || [])].sort((a, b) => a.d - b.d);
+    const x = points.map((p) => p.d);
+    xs = xs.concat(x);
+    const mean = points.map((p) => p.mean);
+    const std = points.map((p) => p.std ?? 0);
+    traces.push({ type: "scatter", x, y: mean.map((m, j) => m + std[j]), mode: "lines", line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: label });
+    traces.push({ type: "scatter", x, y: mean.map((m, j) => m - std[j]), mode: "lines", line: { width: 0, color }, fill: "tonexty", fillcolor: rgba(color, 0.16), hoverinfo: "skip", showlegend: false, legendgroup: label });
+    traces.push({
+      type: "scatter", x, y: mean, mode: "lines+markers", name: label, legendgroup: label,
+      line: { color, width: 2 }, marker: { color, size: 7 }, customdata: points.map((p) => [p.std ?? 0, p.n]),
+      hovertemplate: `${label}<br>d = %{x}<br>test acc %{y:.4f} ± %{customdata[0]:.4f}<br>n = %{customdata[1]} seeds<extra></extra>`,
+    });
+    const threshold = group.threshold ?? summary.threshold;
+    if (group.d_int90 !== null && group.d_int90 !== undefined && threshold !== null && threshold !== undefined) {
+      const x0 = group.d_int90_interpolated ?? group.d_int90;
+      const [lo, hi] = group.d_int90_interval || [null, null];
+      const errorX = { type: "data", symmetric: false, array: [hi !== null && hi !== undefined ? Math.max(0, hi - x0) : 0],
+        arrayminus: [lo !== null && lo !== undefined ? Math.max(0, x0 - lo) : 0], color, thickness: 2, width: 7 };
+      traces.push({
+        type: "scatter", x: [x0], y: [threshold], mode: "markers", name: `d_int90 · ${label}`, legendgroup: label, showlegend: false,
+        marker: { symbol: "diamond", size: 14, color, line: { color: "#fff", width: 1.5 } }, error_x: errorX,
+        hovertemplate: `d_int90 · ${label}<br>first grid d reaching the threshold: ${fmtNum(group.d_int90)}` +
+          `<br>interpolated: ${fmtNum(group.d_int90_interpolated)}<br>interval: [${fmtNum(lo)}, ${fmtNum(hi)}]<extra></extra>`,
+      });
+    }
+    if (summary.baseline === null && group.baseline !== null && group.baseline !== undefined) {
+      // Groups with different baselines (individual baselines per model, say): one pair of lines each.
+      for (const [value, dash] of [[group.baseline, "dash"], [group.threshold, "dot"]]) {
+        shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: value, y1: value, line: { color, width: 1.2, dash } });
+      }
+    }
+  });
+  if (summary.baseline !== null && summary.baseline !== undefined) {
+    shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: summary.baseline, y1: summary.baseline, line: { color: "#344054", width: 1.4, dash: "dash" } });
+    annotations.push({ xref: "paper", x: 1, y: summary.baseline, xanchor: "right", yanchor: "bottom", showarrow: false,
+      text: `baseline ${fmtPct(summary.baseline)}${summary.baseline_mode ? ` (${summary.baseline_mode})` : ""}`, font: { size: 11, color: "#344054" } });
+  }
+  if (summary.threshold !== null && summary.threshold !== undefined) {
+    shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: summary.threshold, y1: summary.threshold, line: { color: "#d92d20", width: 1.4, dash: "dot" } });
+    annotations.push({ xref: "paper", x: 1, y: summary.threshold, xanchor: "right", yanchor: "top", showarrow: false,
+      text: `${Math.round(100 * (summary.fraction ?? 0.9))}% threshold ${fmtPct(summary.threshold)}`, font: { size: 11, color: "#d92d20" } });
+  }
+  const fig = layout({
+    xaxis: { type: "log", title: { text: "d (intrinsic dimension, log scale)" } },
+    yaxis: { title: { text: "test accuracy (mean ± std over seeds)" } },
+    shapes, annotations, hovermode: "closest", margin: { l: 60, r: 16, t: 34, b: 46 },
+  });
+  return { traces, layout: fig, count: xs.length };
+}
+
+// ---- the page ---------------------------------------------------------------------------------
+
+export async function renderExperimentPage(root, experimentId) {
+  loadPlotly().catch(() => {});   // parsed while the experiment is on its way
+  let experiment;
+  try {
+    experiment = await api(`/api/experiments/${experimentId}`);
+  } catch (err) {
+    root.append(h("div.alert.error", { text: err.status === 404 ? `There is no experiment #${experimentId}.` : `Could not load experiment #${experimentId}: ${err.message}` }));
+    return null;
+  }
+  let closed = false;
+  let summary = null;
+  let runsById = new Map();           // member and baseline runs with their configs (for grouping)
+  const selection = new Set();
+  let userSelected = false;
+
+  // ---- header ----
+  const countsBox = h("span.nowrap");
+  const head = h("div.page-head",
+    h("h1", experiment.name), h("span.muted", `#${experiment.id} · ${fmtTime(experiment.created_at)}`), countsBox,
+    h("div.actions",
+      h("a.btn", { href: `/api/experiments/${experiment.id}/export?format=csv`, download: `experiment-${experiment.id}.csv`, dataset: { export: "csv" } }, "Export CSV"),
+      h("a.btn", { href: `/api/experiments/${experiment.id}/export?format=json`, download: `experiment-${experiment.id}.json`, dataset: { export: "json" } }, "Export JSON"),
+      h("a.btn", { href: `#/new?clone_experiment=${experiment.id}` }, "Clone into form"),
+      h("button.danger", { onclick: cancelRemaining, title: "Cancel every queued or running run of this experiment" }, "Cancel remaining")));
+  const gridText = Object.entries(experiment.grid || {}).map(([k, vals]) => `${k} ∈ {${vals.map(fmtValue).join(", ")}}`).join(" × ");
+  const baseline = experiment.baseline || {};
+  const info = h("p.muted", { style: { margin: "-6px 0 12px" } },
+    gridText ? `Grid: ${gridText}` : "No grid", ` · seeds ${JSON.stringify(experiment.seeds || [])}`,
+    ` · baseline: ${baseline.mode === "global" ? `global ${fmtPct(baseline.value)}` : baseline.mode === "individual" ? "individual (direct-training runs)" : "none"}`);
+
+  // ---- main chart ----
+  const mainDiv = h("div.chart.tall", { dataset: { chart: "accuracy-vs-d" } });
+  const mainNote = h("span.muted");
+  const mainPanel = h("div.panel",
+    h("div.panel-head", h("h2", "Test accuracy vs d"), mainNote, h("div.actions", pngButton(() => mainDiv, `experiment-${experiment.id}-accuracy-vs-d`))),
+    mainDiv);
+
+  // ---- d_int90 table ----
+  const dintBody = h("tbody");
+  const dintPanel = h("div.panel",
+    h("div.panel-head", h("h2", "d_int90 per group"), h("span.faint", "smallest grid d whose mean test accuracy reaches 90% of the baseline; interval: bootstrap over seeds")),
+    h("div.table-wrap", h("table.data.dint", h("thead", h("tr",
+      ["Group", "Finished", "Baseline", "Threshold", "d_int90", "Interpolated", "Interval", "D", "D / d_int90"].map((t, i) => h(`th${i > 1 ? ".num" : ""}`, t)))), dintBody)));
+
+  // ---- overlay ----
+  const overlayDiv = h("div.chart", { dataset: { chart: "overlay" } });
+  const metricSelect = h("select", { onchange: () => drawOverlay() }, METRICS.map(([key, label]) => h("option", { value: key }, label)));
+  const overlayPanel = h("div.panel",
+    h("div.panel-head", h("h2", "Convergence of chosen runs"), h("div.actions", metricSelect, pngButton(() => overlayDiv, `experiment-${experiment.id}-convergence`))),
+    h("p.faint", { style: { margin: "0 0 6px" } }, "Tick runs in the table below to overlay them."), overlayDiv);
+
+  // ---- P across d ----
+  const distDiv = h("div.chart", { dataset: { chart: "p-across-d" } });
+  const stdDiv = h("div.chart", { dataset: { chart: "p-std-vs-d" } });
+  const groupSelect = h("select", { onchange: () => drawDistributions() });
+  const blockSelect = h("select", { onchange: () => drawDistributions() });
+  const whichSelect = h("select", { onchange: () => drawDistributions() }, h("option", { value: "trained" }, "trained (if recorded)"), h("option", { value: "initial" }, "initial"));
+  const distNote = h("span.muted");
+  const distPanel = h("div.panel", { dataset: { section: "p-across-d" } },
+    h("div.panel-head", h("h2", "P distribution across d"), distNote),
+    h("div.panel-controls", groupSelect, blockSelect, whichSelect, h("span.grow"),
+      relabel(pngButton(() => distDiv, `experiment-${experiment.id}-p-across-d`), "PNG histograms"),
+      relabel(pngButton(() => stdDiv, `experiment-${experiment.id}-p-std-vs-d`), "PNG std")),
+    h("div.grid2", distDiv, stdDiv));
+
+  // ---- runs ----
+  const table = new RunTable({
+    filters: { experiment_id: experiment.id }, showFilters: false, showExperiment: false, selectable: true, limit: 100,
+    selection,
+    onSelection: () => { userSelected = true; drawOverlay(); },
+  });
+  const runsPanel = h("div.panel", h("div.panel-head", h("h2", "Runs")), table.node);
+
+  root.append(head, info, mainPanel, dintPanel, h("div.grid2", overlayPanel, distPanel), runsPanel);
+
+  // ---- data ----
+  const paintCounts = () => {
+    const counts = experiment.counts || {};
+    const total = experiment.run_count ?? Object.values(counts).reduce((a, b) => a + b, 0);
+    const finished = [...FINISHED].reduce((n, s) => n + (counts[s] || 0), 0);
+    countsBox.replaceChildren(statusBar(counts, total), h("span.muted", { style: { marginLeft: "8px" } }, `${finished}/${total} finished`),
+      ...STATUSES.filter((s) => counts[s]).map((s) => h(`span.chip.st-${s}`, { style: { marginLeft: "6px" } }, `${counts[s]} ${s}`)));
+  };
+
+  async function loadRuns() {
+    // All runs with their configs, for grouping (experiments are capped at max_experiment_runs).
+    const items = [];
+    for (let offset = 0; ; offset += 1000) {
+      const page = await api("/api/runs", { query: { experiment_id: experiment.id, limit: 1000, offset, sort: "id" } });
+      items.push(...page.items);
+      if (items.length >= page.total || !page.items.length) break;
+    }
+    runsById = new Map(items.map((r) => [r.id, r]));
+  }
+
+  async function drawMain() {
+    try {
+      summary = await api(`/api/experiments/${experiment.id}/summary`);
+    } catch (err) {
+      setText(mainNote, `summary unavailable: ${err.message}`);
+      return;
+    }
+    const groups = summary.groups || [];
+    const hasPoints = groups.some((g) => (g.points || []).length);
+    if (!hasPoints) {
+      emptyChart(mainDiv, "No finished runs yet: points appear here as runs succeed.");
+      setText(mainNote, "");
+    } else {
+      const Plotly = await loadPlotly();
+      const fig = accuracyFigure(summary);
+      if (!mainDiv.data) clear(mainDiv);
+      await Plotly.react(mainDiv, fig.traces, fig.layout, plotConfig(`experiment-${experiment.id}-accuracy-vs-d`));
+      mainDiv.dataset.points = String(fig.count);
+      setText(mainNote, summary.threshold === null ? "baseline pending: the threshold and d_int90 appear once it is known" : "");
+    }
+    paintDint();
+    paintGroupSelect();
+  }
+
+  function paintDint() {
+    const fields = summary?.fields || [];
+    const rows = (summary?.groups || []).map((g, i) => {
+      const counts = g.counts || {};
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      const done = [...FINISHED].reduce((n, s) => n + (counts[s] || 0), 0);
+      const d90 = g.d_int90;
+      const reached = d90 !== null && d90 !== undefined;
+      const [lo, hi] = g.d_int90_interval || [null, null];
+      const interval = lo === null && hi === null ? "–" : `[${fmtNum(lo)}, ${hi === null ? "not reached" : fmtNum(hi)}]`;
+      const threshold = g.threshold ?? summary.threshold;
+      const maxD = Math.max(...(g.points || []).map((p) => p.d), 0);
+      return h("tr", { dataset: { group: groupLabel(g, fields) } },
+        h("td", h("span.legend-swatch", { style: { background: PALETTE[i % PALETTE.length] } }), groupLabel(g, fields)),
+        h("td.num", `${done}/${total}`),
+        h("td.num", fmtPct(g.baseline ?? summary.baseline)),
+        h("td.num", fmtPct(threshold)),
+        h("td.num", reached ? fmtNum(d90) : threshold === null || threshold === undefined || !(g.points || []).length ? "–" : `not reached (> ${fmtNum(maxD)})`),
+        h("td.num", fmtNum(g.d_int90_interpolated)),
+        h("td.num", interval),
+        h("td.num", fmtInt(g.D)),
+        h("td.num", reached && g.D ? `${fmtNum(g.D / d90, 4)}×` : "–"));
+    });
+    dintBody.replaceChildren(...(rows.length ? rows : [h("tr", h("td.muted", { colSpan: 9 }, "No groups yet."))]));
+  }
+
+  // ---- overlay of chosen runs ----
+  const overlayCache = new Map();    // run id → {version, series}
+  async function drawOverlay() {
+    const ids = [...selection].sort((a, b) => a - b);
+    if (!ids.length) { emptyChart(overlayDiv, "No runs chosen."); return; }
+    const metric = metricSelect.value;
+    const Plotly = await loadPlotly();
+    const results = await Promise.all(ids.map(async (id) => {
+      const run = runsById.get(id);
+      const cached = overlayCache.get(`${id}:${metric}`);
+      if (cached && run && FINISHED.has(run.status) && cached.finished) return [id, cached.series];
+      try {
+        const data = await api(`/api/runs/${id}/metrics`, { query: { keys: metric, max_points: OVERLAY_POINTS } });
+        const series = data.series?.[metric] || { steps: [], values: [] };
+        overlayCache.set(`${id}:${metric}`, { series, finished: run && FINISHED.has(run.status) });
+        return [id, series];
+      } catch { return [id, { steps: [], values: [] }]; }
+    }));
+    if (closed) return;
+    const fields = summary?.fields || [];
+    const traces = results.map(([id, s], i) => {
+      const run = runsById.get(id);
+      const c = run?.config || {};
+      const parts = [`#${id}`, run?.role === "baseline" ? "baseline" : `d=${c.d}`, ...fields.map((f) => fmtValue(c[f])), `seed ${c.seed}`];
+      return { type: "scatter", mode: metric.startsWith("test") ? "lines+markers" : "lines", name: parts.join(" · "),
+        x: s.steps, y: s.values, line: { width: 1.6, color: PALETTE[i % PALETTE.length] }, marker: { size: 4 } };
+    });
+    if (!overlayDiv.data) clear(overlayDiv);
+    await Plotly.react(overlayDiv, traces, layout({
+      xaxis: { title: { text: "step" } }, yaxis: { title: { text: METRICS.find(([k]) => k === metric)[1] } },
+      showlegend: true, legend: { orientation: "v", x: 1.01, xanchor: "left", y: 1, yanchor: "top", font: { size: 10.5 } },
+      margin: { l: 56, r: 8, t: 12, b: 42 },
+    }), plotConfig(`experiment-${experiment.id}-convergence`));
+  }
+
+  function defaultSelection() {
+    if (userSelected || selection.size) return;
+    // One run per d of the first group (its lowest seed): convergence against d at a glance.
+    const fields = summary?.fields || [];
+    const first = summary?.groups?.[0];
+    const members = [...runsById.values()].filter((r) => r.role !== "baseline" && (!first || sameGroup(r.config, first, fields)));
+    const byD = new Map();
+    for (const run of members.sort((a, b) => a.config.seed - b.config.seed || a.id - b.id)) if (!byD.has(run.config.d)) byD.set(run.config.d, run);
+    [...byD.values()].sort((a, b) => a.config.d - b.config.d).slice(0, MAX_DEFAULT_OVERLAY).forEach((r) => selection.add(r.id));
+    for (const id of selection) table.rows.get(id)?.tr.classList.add("selected");
+    table.rows.forEach((row) => table.updateRow(row, row.run));
+  }
+
+  // ---- P across d ----
+  const distCache = new Map();       // run id → distributions (finished runs only: they never change)
+  function paintGroupSelect() {
+    const fields = summary?.fields || [];
+    const labels = (summary?.groups || []).map((g) => groupLabel(g, fields));
+    const current = groupSelect.value;
+    if ([...groupSelect.options].map((o) => o.value).join("\n") !== labels.map((_, i) => String(i)).join("\n")) {
+      groupSelect.replaceChildren(...labels.map((label, i) => h("option", { value: String(i) }, label)));
+      if (current && Number(current) < labels.length) groupSelect.value = current;
+    }
+    groupSelect.classList.toggle("hidden", labels.length < 2);
+  }
+
+  async function drawDistributions() {
+    const fields = summary?.fields || [];
+    const group = summary?.groups?.[Number(groupSelect.value) || 0];
+    const candidates = [...runsById.values()].filter((r) => r.role !== "baseline" && r.status === "succeeded" && (!group || sameGroup(r.config, group, fields)));
+    const byD = new Map();
+    for (const run of candidates.sort((a, b) => a.config.seed - b.config.seed || a.id - b.id)) if (!byD.has(run.config.d)) byD.set(run.config.d, run);
+    const chosen = [...byD.values()].sort((a, b) => a.config.d - b.config.d);
+    if (!chosen.length) {
+      blockSelect.classList.add("hidden");
+      emptyChart(distDiv, "Appears once runs have succeeded.");
+      emptyChart(stdDiv, "Std of P per block against d.");
+      setText(distNote, "");
+      return;
+    }
+    const loaded = await Promise.all(chosen.map(async (run) => {
+      if (!distCache.has(run.id)) {
+        distCache.set(run.id, api(`/api/runs/${run.id}/distributions`).catch(() => null));
+      }
+      return [run, await distCache.get(run.id)];
+    }));
+    if (closed) return;
+    const blocks = new Set();
+    for (const [, data] of loaded) {
+      for (const name of Object.keys(data?.P || {})) blocks.add(`P:${name}`);
+      for (const name of Object.keys(data?.theta_d || {})) blocks.add(`theta_d:${name}`);
+    }
+    const names = [...blocks];
+    const current = blockSelect.value;
+    if ([...blockSelect.options].map((o) => o.value).join() !== names.join()) {
+      blockSelect.replaceChildren(...names.map((n) => h("option", { value: n }, n.startsWith("P:") ? `P · ${blockLabel(n.slice(2))}` : "θ_d")));
+      if (names.includes(current)) blockSelect.value = current;
+    }
+    blockSelect.classList.toggle("hidden", names.length === 0);
+    const [kind, block] = (blockSelect.value || names[0] || "").split(":");
+    if (!block) {
+      emptyChart(distDiv, "The runs recorded no distributions.");
+      emptyChart(stdDiv, "");
+      return;
+    }
+    const which = whichSelect.value;
+    const Plotly = await loadPlotly();
+    const hist = [], stdInit = { x: [], y: [] }, stdTrained = { x: [], y: [] };
+    let usedTrained = false;
+    loaded.forEach(([run, data], i) => {
+      const b = data?.[kind === "P" ? "P" : "theta_d"]?.[block];
+      if (!b) return;
+      const part = which === "trained" && b.trained ? b.trained : b.initial;
+      usedTrained ||= part === b.trained;
+      const edges = b.edges || [];
+      const widths = edges.slice(0, -1).map((e, j) => edges[j + 1] - e);
+      const n = part.counts.reduce((a, c) => a + c, 0) || 1;
+      const shade = chosen.length > 1 ? i / (chosen.length - 1) : 1;
+      const color = `hsl(${220 - 200 * shade}, 70%, ${58 - 18 * shade}%)`;
+      hist.push({ type: "scatter", mode: "lines", line: { shape: "hvh", width: 1.6, color }, name: `d=${run.config.d}`,
+        x: edges.slice(0, -1).map((e, j) => e + widths[j] / 2), y: part.counts.map((c, j) => c / (n * widths[j])),
+        hovertemplate: `d=${run.config.d} (run #${run.id})<br>%{x:.4g}<br>density %{y:.4g}<extra></extra>` });
+      stdInit.x.push(run.config.d); stdInit.y.push(b.initial?.std ?? null);
+      if (b.trained) { stdTrained.x.push(run.config.d); stdTrained.y.push(b.trained.std); }
+    });
+    if (!distDiv.data) clear(distDiv);
+    if (!stdDiv.data) clear(stdDiv);
+    const label = kind === "P" ? `P · ${blockLabel(block)}` : "θ_d";
+    await Plotly.react(distDiv, hist, layout({
+      title: { text: `${label}: ${usedTrained ? "trained" : "initial"} entries`, x: 0.01, font: { size: 12 } },
+      xaxis: { title: { text: "value" } }, yaxis: { title: { text: "density" } },
+      showlegend: true, legend: { orientation: "v", x: 1.01, xanchor: "left", y: 1, yanchor: "top", font: { size: 10.5 } },
+      margin: { l: 56, r: 8, t: 34, b: 42 },
+    }), plotConfig(`experiment-${experiment.id}-p-across-d`));
+    const stdTraces = [{ type: "scatter", mode: "lines+markers", name: "initial std", x: stdInit.x, y: stdInit.y, line: { color: "#98a2b3", width: 2 } }];
+    if (stdTrained.x.length) stdTraces.push({ type: "scatter", mode: "lines+markers", name: "trained std", x: stdTrained.x, y: stdTrained.y, line: { color: PALETTE[0], width: 2 } });
+    await Plotly.react(stdDiv, stdTraces, layout({
+      title: { text: `${label}: std against d`, x: 0.01, font: { size: 12 } },
+      legend: { orientation: "v", x: 0.99, xanchor: "right", y: 0.99, yanchor: "top", bgcolor: "rgba(255,255,255,0.85)", font: { size: 10.5 } },
+      xaxis: { type: "log", title: { text: "d" } }, yaxis: { title: { text: "std of entries" }, tickformat: ".3g" }, margin: { l: 56, r: 8, t: 34, b: 42 },
+    }), plotConfig(`experiment-${experiment.id}-p-std-vs-d`));
+    setText(distNote, `one run per d (lowest seed)`);
+    distPanel.dataset.loaded = "true";
+  }
+
+  async function cancelRemaining() {
+    const open = (experiment.runs || []).filter((r) => !FINISHED.has(r.status));
+    if (!open.length) { toast("Nothing left to cancel"); return; }
+    if (!confirm(`Cancel ${open.length} queued or running run(s) of this experiment?`)) return;
+    let failed = 0;
+    for (const run of open) {
+      try { await api(`/api/runs/${run.id}/cancel`, { method: "POST" }); } catch { failed += 1; }
+    }
+    toast(failed ? `${open.length - failed} cancelled, ${failed} could not be (already finished?)` : `${open.length} run(s) cancelled`);
+    refresh(true);
+  }
+
+  // ---- live: re-read when runs finish ----
+  let finishedKey = null;
+  async function refresh(force = false) {
+    try {
+      experiment = await api(`/api/experiments/${experiment.id}`);
+    } catch { return; }
+    if (closed) return;
+    paintCounts();
+    const key = JSON.stringify(experiment.counts || {});
+    const running = (experiment.runs || []).some((r) => r.status === "running");
+    if (force || key !== finishedKey) {
+      finishedKey = key;
+      await loadRuns();
+      await drawMain();
+      defaultSelection();
+      await Promise.all([drawOverlay(), drawDistributions()]);
+    } else if (running && selection.size) {
+      await loadRuns();
+      await drawOverlay();
+    }
+  }
+
+  paintCounts();
+  emptyChart(overlayDiv, "No runs chosen.");
+  await Promise.all([table.start(), refresh(true)]);
+  const poll = poller(() => refresh(false), POLL_MS);
+
+  return () => {
+    closed = true;
+    poll.stop();
+    table.stop();
+    [mainDiv, overlayDiv, distDiv, stdDiv].forEach(purge);
+  };
+}

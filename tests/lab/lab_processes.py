@@ -1,0 +1,331 @@
+"""Real labs for the worker tests: a database, a broker, and `idlab worker` processes against them.
+
+Two modes, the same code:
+    embedded   SQLite and Kombu's filesystem broker, both in a temporary data dir
+    deployed   a fresh PostgreSQL database (created from `postgres`, dropped after) and Redis db 5
+               (flushed before and after); skipped when either server is not reachable
+
+Workers are started as `idlab worker` subprocesses in their own process group, so a
+test can kill one with everything it forked. Runs are created directly through
+`backend.lifecycle.new_run` and sent with `enqueue_run`, as the API does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend import lifecycle
+from backend.db import make_engine
+from backend.migrate import upgrade
+from backend.models import FINISHED, MetricPoint, Run, RunArtifact, Worker
+from backend.settings import Settings
+from idlab import metrics as M
+from idlab.config import RunConfig
+
+REPO = Path(__file__).resolve().parents[2]
+POSTGRES_SERVER = os.environ.get("IDLAB_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("IDLAB_TEST_REDIS", "redis://127.0.0.1:6379/5")
+
+#: Short enough that the crash tests reap within seconds.
+TIMINGS = {"IDLAB_HEARTBEAT_SECONDS": "0.5", "IDLAB_STALE_AFTER_SECONDS": "3", "IDLAB_REAPER_SECONDS": "1"}
+
+#: The tiny run every scenario starts from.
+TINY = dict(dataset="synthetic", model="fc", fc_widths=[16], d=20, train_size=256, test_size=128, epochs=2,
+            device="cpu")
+#: A run that trains for several seconds and logs every step: long enough to cancel or kill.
+LONG = dict(TINY, epochs=12, batch_size=8, log_every=1)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def expected_point_keys(config: RunConfig) -> set[tuple[str, int]]:
+    """Every (key, step) a run that completes logs (the engine's contract, `idlab.metrics`)."""
+    steps_per_epoch = math.ceil(config.train_size / config.batch_size)
+    keys, step = set(), 0
+    for _ in range(config.epochs):
+        keys.add((M.LR, step))
+        for i in range(steps_per_epoch):
+            step += 1
+            if step % config.log_every == 0 or i == steps_per_epoch - 1:
+                keys |= {(M.TRAIN_LOSS, step), (M.TRAIN_ACC, step)}
+        keys |= {(key, step) for key in (M.TEST_ACC, M.TEST_LOSS, M.EPOCH_TRAIN_LOSS, M.EPOCH_TRAIN_ACC)}
+    return keys
+
+
+class WorkerProcess:
+    """An `idlab worker` subprocess, leader of its own process group; its output goes to a log file."""
+
+    def __init__(self, name: str, env: dict, log_path: Path, queues: str | None = None):
+        # It runs in the lab's folder, so no .env of the repository reaches its settings.
+        self.name = f"{name}@{socket.gethostname()}"
+        self.log_path = log_path
+        command = [sys.executable, "-m", "idlab.cli", "worker", "--name", self.name]
+        if queues:
+            command += ["--queues", queues]
+        self.log = open(log_path, "ab")
+        self.process = subprocess.Popen(command, env=env, cwd=log_path.parent, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the worker's whole process group: main process and pool processes, no cleanup."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+        self.log.close()
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (warm shutdown, as docker stop or `idlab serve` do); SIGKILL what is left after `timeout`."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.process.poll()
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # pool processes left behind, if any
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+        self.log.close()
+        return code
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Lab:
+    """A database, a broker and the settings a worker gets, with helpers to create runs and read results."""
+
+    def __init__(self, mode: str, data_dir: Path, database_url: str | None = None, broker_url: str | None = None):
+        self.mode, self.data_dir = mode, data_dir
+        self.settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, broker_url=broker_url,
+                                 **{key.removeprefix("IDLAB_").lower(): float(v) for key, v in TIMINGS.items()})
+        upgrade(self.settings.database)
+        self.engine = make_engine(self.settings.database)
+        self.sessions: sessionmaker[Session] = sessionmaker(bind=self.engine, expire_on_commit=False)
+        from worker.celery_app import make_celery
+
+        self.celery = make_celery(self.settings)
+        self.workers: list[WorkerProcess] = []
+
+    # ---- processes -------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("IDLAB_")}
+        env.update(TIMINGS, IDLAB_DATA_DIR=str(self.data_dir), IDLAB_TORCH_THREADS="1", PYTHONUNBUFFERED="1")
+        if self.settings.database_url:
+            env["IDLAB_DATABASE_URL"] = self.settings.database_url
+        if self.settings.broker_url:
+            env["IDLAB_BROKER_URL"] = self.settings.broker_url
+        return env
+
+    def start_worker(self, name: str | None = None, queues: str | None = None, ready: bool = True) -> WorkerProcess:
+        name = name or f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
+        worker = WorkerProcess(name, self.env(), self.data_dir / f"{name}.log", queues)
+        self.workers.append(worker)
+        if ready:
+            self.wait_until_registered(worker)
+        return worker
+
+    def wait_until_registered(self, worker: WorkerProcess, timeout: float = 60) -> None:
+        def registered():
+            assert worker.alive(), f"worker {worker.name} exited:\n{worker.output()[-3000:]}"
+            with self.sessions() as session:
+                return session.get(Worker, worker.name) is not None
+        wait_for(registered, timeout, f"worker {worker.name} to register")
+
+    def close(self) -> None:
+        for worker in self.workers:  # the tests that need a graceful stop do it themselves
+            worker.kill()
+        self.engine.dispose()
+
+    # ---- runs ------------------------------------------------------------------------
+
+    def create_run(self, send: bool = True, **fields) -> int:
+        config = RunConfig.model_validate({**TINY, **fields})
+        with self.sessions() as session:
+            run = lifecycle.new_run(config)
+            session.add(run)
+            session.commit()
+            run_id, raw = run.id, run.config
+        if send:
+            self.send(run_id, raw)
+        return run_id
+
+    def send(self, run_id: int, config: dict | None = None) -> None:
+        from worker.celery_app import enqueue_run
+
+        if config is None:
+            config = self.run(run_id).config
+        enqueue_run(run_id, config, app=self.celery)
+
+    def run(self, run_id: int) -> Run:
+        with self.sessions() as session:
+            return session.get(Run, run_id)
+
+    def wait_finished(self, run_id: int, timeout: float = 60) -> Run:
+        run = wait_for(lambda: (r := self.run(run_id)).status in FINISHED and r, timeout,
+                       f"run {run_id} to finish ({self.mode})")
+        return run
+
+    def wait_status(self, run_id: int, status: str, timeout: float = 60) -> Run:
+        return wait_for(lambda: (r := self.run(run_id)).status == status and r, timeout,
+                        f"run {run_id} to be {status} ({self.mode})")
+
+    def point_keys(self, run_id: int) -> list[tuple[str, int]]:
+        """Every stored (key, step) of the run, one entry per row (so a duplicate would show twice)."""
+        with self.sessions() as session:
+            return [tuple(row) for row in session.execute(
+                select(MetricPoint.key, MetricPoint.step).where(MetricPoint.run_id == run_id))]
+
+    def point_count(self, run_id: int) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(MetricPoint).where(MetricPoint.run_id == run_id))
+
+    def artifact(self, run_id: int, name: str = "statistics") -> dict | None:
+        with self.sessions() as session:
+            return session.scalar(select(RunArtifact.data).where(RunArtifact.run_id == run_id,
+                                                                 RunArtifact.name == name))
+
+    def worker_row(self, name: str) -> Worker | None:
+        with self.sessions() as session:
+            return session.get(Worker, name)
+
+    def queue_length(self, queue: str) -> int:
+        """Messages waiting in `queue` on the broker."""
+        from kombu.exceptions import ChannelError
+
+        with self.celery.connection_for_write() as connection:
+            try:
+                return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+            except ChannelError:  # Redis: an empty queue is no key at all
+                return 0
+
+    def describe(self, run_id: int) -> str:
+        """What to print when an assertion about a run fails: the run and its workers' logs."""
+        run = self.run(run_id)
+        logs = "\n".join(f"--- {w.name}\n{w.output()[-4000:]}" for w in self.workers)
+        return f"run {run_id}: {run.status}, attempt {run.attempt}, error {run.error!r}\n{logs}"
+
+
+# ---- servers ---------------------------------------------------------------------------
+
+
+def postgres_reachable() -> bool:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_SERVER)
+    return _port_open(url.host or "127.0.0.1", url.port or 5432)
+
+
+def redis_reachable() -> bool:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(REDIS_URL)
+    return _port_open(url.hostname or "127.0.0.1", url.port or 6379)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def create_database() -> str:
+    """A fresh, uniquely named PostgreSQL database; returns its URL."""
+    name = f"idlab_test_worker_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    return f"{POSTGRES_SERVER}/{name}"
+
+
+def drop_database(url: str) -> None:
+    _admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def _admin(statement: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def flush_redis(url: str = REDIS_URL) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+MODES = ("embedded", "deployed")
+
+
+@contextlib.contextmanager
+def open_lab(mode: str, folder: Path) -> Iterator[Lab]:
+    """A lab of `mode` in `folder`, torn down after: workers stopped, database dropped, Redis flushed."""
+    import pytest
+
+    if mode == "embedded":
+        lab = Lab(mode, folder)
+        try:
+            yield lab
+        finally:
+            lab.close()
+        return
+    if not (postgres_reachable() and redis_reachable()):  # both modes are supported, so both are tested
+        pytest.fail(f"the deployed mode needs PostgreSQL ({POSTGRES_SERVER}, $IDLAB_TEST_POSTGRES) and Redis "
+                    f"({REDIS_URL}, $IDLAB_TEST_REDIS): start them")
+    flush_redis()
+    url = create_database()
+    lab = None
+    try:
+        lab = Lab(mode, folder, database_url=url, broker_url=REDIS_URL)
+        yield lab
+    finally:
+        if lab is not None:
+            lab.close()
+        drop_database(url)
+        flush_redis()

@@ -1,0 +1,127 @@
+"""The reaper, in process on SQLite: what becomes of runs whose worker vanished, and of lost messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from backend import lifecycle
+from backend.models import utcnow
+from worker.celery_app import TRAIN_TASK
+from worker.reaper import reap, resend_handed_back
+from tests.lab.worker_fixtures import SentMessages, add_run, add_worker, database, reload, sessions, settings  # noqa: F401
+
+STALE = 120  # seconds without a heartbeat: past the fixture's stale_after_seconds (60)
+
+
+def reap_once(sessions, settings, celery=None):
+    celery = celery or SentMessages()
+    with sessions() as session:
+        return reap(session, settings, celery), celery
+
+
+def test_a_running_run_without_heartbeat_is_requeued_with_the_reason_and_sent_again(sessions, settings):
+    stale = add_run(sessions, status="running", age=STALE, attempt=1, worker="w1@host")
+    alive = add_run(sessions, status="running", age=1, attempt=1, worker="w2@host")
+
+    summary, celery = reap_once(sessions, settings)
+
+    assert summary.requeued == [stale.id]
+    run = reload(sessions, stale.id)
+    assert run.status == "queued" and run.claim_token is None and run.worker is None
+    assert run.error.startswith("worker w1@host stopped heartbeating at ")
+    assert run.error.endswith("; requeued (attempt 2 of 3)")
+    assert celery.sent == [(TRAIN_TASK, [stale.id], "cpu")]
+    assert reload(sessions, alive.id).status == "running"
+
+
+def test_a_run_out_of_attempts_fails_with_the_reason_and_is_not_sent(sessions, settings):
+    run = add_run(sessions, status="running", age=STALE, attempt=3, worker="w1@host")
+
+    summary, celery = reap_once(sessions, settings)
+
+    assert summary.failed == [run.id] and celery.sent == []
+    run = reload(sessions, run.id)
+    assert run.status == "failed" and run.finished_at is not None
+    assert "stopped heartbeating" in run.error and "failed after 3 attempts" in run.error
+
+
+def test_a_vanished_run_whose_cancel_was_asked_is_cancelled(sessions, settings):
+    run = add_run(sessions, status="running", age=STALE, attempt=1, worker="w1@host", cancel_requested=True)
+
+    summary, celery = reap_once(sessions, settings)
+
+    assert summary.cancelled == [run.id] and celery.sent == []
+    assert reload(sessions, run.id).status == "cancelled"
+
+
+def test_two_reapers_requeue_a_run_once(sessions, settings):
+    run = add_run(sessions, status="running", age=STALE, attempt=1, worker="w1@host")
+    cutoff = utcnow()
+
+    with sessions() as first, sessions() as second:  # both saw it stale; the database picks one
+        won = [lifecycle.requeue_stale(s, run.id, run.claim_token, cutoff, "reason") for s in (first, second)]
+
+    assert won == [True, False]
+    summary, celery = reap_once(sessions, settings)
+    assert not summary and celery.sent == []
+
+
+def test_a_worker_that_beats_again_keeps_its_run(sessions, settings):
+    run = add_run(sessions, status="running", age=STALE, attempt=1, worker="w1@host")
+    with sessions() as session:
+        assert lifecycle.heartbeat(session, run.id, run.claim_token)
+
+    summary, _ = reap_once(sessions, settings)
+
+    assert not summary and reload(sessions, run.id).status == "running"
+
+
+def test_a_run_queued_long_while_a_live_worker_of_its_queue_idles_is_sent_again_once(sessions, settings):
+    lost = add_run(sessions, age=STALE)
+    fresh = add_run(sessions, age=1)
+    add_worker(sessions)
+
+    summary, celery = reap_once(sessions, settings)
+    again, celery_again = reap_once(sessions, settings)
+
+    assert summary.resent == [lost.id] and celery.run_ids == [lost.id]
+    assert not again and celery_again.sent == []
+    assert reload(sessions, fresh.id).status == reload(sessions, lost.id).status == "queued"
+
+
+def test_a_queued_run_is_not_sent_again_while_no_idle_live_worker_could_have_taken_it(sessions, settings):
+    add_run(sessions, age=STALE)  # a cpu run
+    finished = add_run(sessions, status="succeeded", worker="busy-lately@host")
+    with sessions() as session:
+        session.get(type(finished), finished.id).finished_at = utcnow()
+        session.commit()
+    add_worker(sessions, "busy@host", current_run_id=999)
+    add_worker(sessions, "gone@host", seen_ago=STALE)
+    add_worker(sessions, "gpu-only@host", queues=("gpu",))
+    add_worker(sessions, "just-started@host", started_ago=5)
+    add_worker(sessions, "busy-lately@host")
+
+    summary, celery = reap_once(sessions, settings)
+
+    assert not summary and celery.sent == []
+
+
+def test_runs_a_stopping_worker_handed_back_are_sent_again(sessions, settings):
+    mine = add_run(sessions, error="worker w1@host shut down at 2026-01-01 00:00:00 UTC; requeued")
+    add_run(sessions, error="worker w2@host shut down at 2026-01-01 00:00:00 UTC; requeued")
+    add_run(sessions, status="running", attempt=1, worker="w1@host")
+    celery = SentMessages()
+
+    with sessions() as session:
+        assert resend_handed_back(session, celery, "w1@host") == [mine.id]
+    assert celery.run_ids == [mine.id]
+
+
+def test_the_api_can_enqueue_without_importing_torch():
+    code = ("import sys, tempfile; from backend.settings import Settings; "
+            "from worker.celery_app import make_celery, enqueue_run; "
+            "app = make_celery(Settings(_env_file=None, data_dir=tempfile.mkdtemp())); "
+            "enqueue_run(1, {'device': 'cpu'}, app); assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

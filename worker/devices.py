@@ -1,0 +1,66 @@
+"""What this machine computes on: CUDA or not, the device's name, torch's CPU threads, the default queues.
+
+The Celery worker's main process forks one child per run. CUDA cannot be used in a
+child forked from a process that initialised it, so the main process only asks
+NVML whether a GPU is there (PYTORCH_NVML_BASED_CUDA_CHECK), which initialises
+nothing; the child names the device once it runs on it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def has_cuda() -> bool:
+    """Whether a CUDA device is usable, without initialising CUDA in this process."""
+    try:
+        import torch
+    except ImportError:  # a lab without the engine installed cannot train at all; it has no GPU for us either
+        return False
+    return torch.cuda.is_available()
+
+
+def default_queues(cuda: bool | None = None) -> list[str]:
+    """The queues a worker consumes when --queues is not given.
+
+    A GPU machine takes `gpu` runs and also `cpu` runs, so every run finds a worker on
+    a single-machine lab (a cpu run then holds the GPU worker's slot while it trains:
+    start dedicated `--queues cpu` workers to keep GPUs for GPU runs). A CPU-only
+    machine takes `cpu` and also `gpu` runs, whose device `auto` falls back to the
+    CPU: that is how the embedded lab runs everything (a run that insists on
+    device `cuda` fails there with a clear message). In a cluster with GPU workers,
+    start CPU-only workers with `--queues cpu` so they do not take GPU runs.
+    """
+    cuda = has_cuda() if cuda is None else cuda
+    return ["gpu", "cpu"] if cuda else ["cpu", "gpu"]
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_torch_threads(threads: int | None) -> int:
+    """Give torch `threads` CPU threads (all usable cores when None); returns the number set."""
+    import torch
+
+    count = threads or usable_cores()
+    torch.set_num_threads(count)
+    return count
+
+
+def device_label(device_name: str = "auto") -> str:
+    """What a run executes on, for the workers table: the CUDA device's name, or "cpu".
+
+    Initialises CUDA: call it in the process that trains, never in the forking parent.
+    """
+    import torch
+
+    if device_name == "cpu" or not torch.cuda.is_available():
+        return "cpu"
+    device = torch.device("cuda" if device_name == "auto" else device_name)
+    return torch.cuda.get_device_name(device)

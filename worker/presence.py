@@ -1,0 +1,61 @@
+"""The workers table: who is alive (last_seen), on what device, consuming which queues, running what.
+
+The reaper reads it to tell a lost message from a busy lab: a run queued for long
+while a live worker of its queue sits idle was never delivered. Every write is a
+plain UPDATE of one row (an INSERT only the first time a name is seen), so the
+worker's main process and its pool processes never conflict.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.models import Worker, utcnow
+
+
+def register(session: Session, name: str, device: str, queues: list[str]) -> None:
+    """The worker `name` (re)starts: idle, seen now, on `device`, consuming `queues`."""
+    now = utcnow()
+    values = {"hostname": socket.gethostname(), "device": device, "queues": list(queues),
+              "current_run_id": None, "started_at": now, "last_seen": now}
+    if not session.execute(update(Worker).where(Worker.name == name).values(**values)).rowcount:
+        session.add(Worker(name=name, **values))
+        try:
+            session.commit()
+            return
+        except IntegrityError:  # registered meanwhile by a process of the same name
+            session.rollback()
+            session.execute(update(Worker).where(Worker.name == name).values(**values))
+    session.commit()
+
+
+def seen(session: Session, name: str) -> None:
+    """The worker is alive."""
+    session.execute(update(Worker).where(Worker.name == name).values(last_seen=utcnow()))
+    session.commit()
+
+
+def busy(session: Session, name: str, run_id: int, device: str | None = None) -> None:
+    """The worker is alive and executing `run_id` (on `device`, once the run knows it)."""
+    values: dict = {"current_run_id": run_id, "last_seen": utcnow()}
+    if device is not None:
+        values["device"] = device
+    session.execute(update(Worker).where(Worker.name == name).values(**values))
+    session.commit()
+
+
+def idle(session: Session, name: str, run_id: int) -> None:
+    """The worker finished `run_id` (a no-op if it has moved on to another run meanwhile)."""
+    session.execute(update(Worker).where(Worker.name == name, Worker.current_run_id == run_id)
+                    .values(current_run_id=None, last_seen=utcnow()))
+    session.commit()
+
+
+def stopped(session: Session, name: str) -> None:
+    """The worker shut down cleanly: it runs nothing (its last_seen ages, so it soon counts as gone)."""
+    session.execute(update(Worker).where(Worker.name == name).values(current_run_id=None))
+    session.commit()
