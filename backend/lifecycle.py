@@ -13,10 +13,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.models import CANCELLED, DIVERGED, FAILED, FINISHED, QUEUED, RUNNING, Run, utcnow
+from backend.points import rebuild_envelopes
 from idlab.config import RunConfig
 
 RETRYABLE = (FAILED, CANCELLED, DIVERGED)
@@ -70,6 +71,10 @@ def finish(session: Session, run_id: int, token: str, status: str, *, metrics: d
         values["final_metrics"] = metrics
     done = session.execute(update(Run).where(Run.id == run_id, Run.claim_token == token, Run.status == RUNNING)
                            .values(**values)).rowcount
+    if done and session.scalar(select(Run.attempt).where(Run.id == run_id)) > 1:
+        # A re-execution overwrote earlier points: envelopes merged as they came may keep an
+        # extreme that is gone, so rebuild them from the points now stored.
+        rebuild_envelopes(session.connection(), run_id)
     session.commit()
     return bool(done)
 

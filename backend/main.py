@@ -20,7 +20,6 @@ from backend.db import make_engine
 from backend.events import OpenStreams
 from backend.frontend import mount_frontend
 from backend.routers import config, experiments, health, runs
-from backend.series_cache import SeriesCache
 from backend.settings import Settings, get_settings
 from idlab import __version__
 from idlab.config import RunConfig
@@ -43,7 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False)
         app.state.celery = make_celery(settings)
-        app.state.series_cache = SeriesCache()
         app.state.open_streams = OpenStreams()
         try:
             yield

@@ -104,6 +104,33 @@ class MetricPoint(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
+class MetricEnvelope(Base):
+    """The envelope of one series over a bucket of ENVELOPE_STEPS steps: its first, lowest, highest
+    and last point. Written beside the points, so a long curve is drawn from a few thousand rows
+    instead of every point, and a spike of any height still shows (backend/points.py)."""
+
+    __tablename__ = "metric_envelopes"
+    __table_args__ = (UniqueConstraint("run_id", "key", "bucket", name="uq_metric_envelopes_run_key_bucket"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(40))
+    bucket: Mapped[int] = mapped_column(Integer)          # step // ENVELOPE_STEPS
+    n: Mapped[int] = mapped_column(Integer)               # points written into it (overwrites count again)
+    first_step: Mapped[int] = mapped_column(Integer)
+    first_value: Mapped[float] = mapped_column(Float)
+    first_epoch: Mapped[int] = mapped_column(Integer)
+    last_step: Mapped[int] = mapped_column(Integer)
+    last_value: Mapped[float] = mapped_column(Float)
+    last_epoch: Mapped[int] = mapped_column(Integer)
+    min_step: Mapped[int] = mapped_column(Integer)
+    min_value: Mapped[float] = mapped_column(Float)
+    min_epoch: Mapped[int] = mapped_column(Integer)
+    max_step: Mapped[int] = mapped_column(Integer)
+    max_value: Mapped[float] = mapped_column(Float)
+    max_epoch: Mapped[int] = mapped_column(Integer)
+
+
 class RunArtifact(Base):
     """What a run keeps besides its curves: histograms and statistics of P and θ_d."""
 

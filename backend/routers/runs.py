@@ -6,7 +6,6 @@ import logging
 import re
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -128,7 +127,6 @@ def retry_run(run_id: RunId, session: SessionDep, celery: CeleryDep) -> RunOut:
 
 @router.get("/{run_id}/metrics", response_model=MetricsOut, summary="A run's curves, downsampled")
 def run_metrics(
-    request: Request,
     run_id: RunId,
     session: SessionDep,
     keys: Annotated[list[str] | None, Query(max_length=20, description="Metric keys (repeat, or comma-separated); all by default.")] = None,
@@ -144,15 +142,14 @@ def run_metrics(
         raise reject([{"type": "value_error", "loc": ["query", "x_min"], "msg": "x_min must not exceed x_max", "input": x_min}])
     wanted = _keys(keys)
     version = points.last_point_id(session, run_id)
-    cache = request.app.state.series_cache
     series = {}
     for key in wanted or points.series_keys(session, run_id):
-        steps, values, epochs = cache.get(run_id, key, version, lambda key=key: points.read_series(session, run_id, key))
-        lo = 0 if x_min is None else int(np.searchsorted(steps, x_min, side="left"))
-        hi = len(steps) if x_max is None else int(np.searchsorted(steps, x_max, side="right"))
-        kept = lo + downsample(steps[lo:hi], values[lo:hi], max_points, method)
+        total = points.count_points(session, run_id, key, x_min, x_max)
+        read = points.read_series if total <= points.RAW_LIMIT else points.read_envelope_points
+        steps, values, epochs = read(session, run_id, key, x_min, x_max)
+        kept = downsample(steps, values, max_points, method)
         series[key] = SeriesOut(steps=steps[kept].tolist(), values=values[kept].tolist(), epochs=epochs[kept].tolist(),
-                                total=hi - lo, downsampled=len(kept) < hi - lo)
+                                total=total, downsampled=len(kept) < total)
     return MetricsOut(run_id=run_id, method=method, max_points=max_points, x_min=x_min, x_max=x_max,
                       series=series, last_event_id=version)
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from backend.analysis.downsample import downsample, lttb, minmax_envelope
-from backend.series_cache import SeriesCache
 
 
 @pytest.mark.parametrize("n, max_points", [(100_000, 1000), (12_345, 100), (1001, 1000), (50, 10)])
@@ -45,21 +44,3 @@ def test_a_100k_series_downsamples_in_milliseconds():
     started = time.perf_counter()
     downsample(x, y, 1000)
     assert time.perf_counter() - started < 0.05
-
-
-def test_series_cache_reloads_when_the_version_changes_and_stays_bounded():
-    loads = []
-
-    def load(n):
-        loads.append(n)
-        return np.arange(n), np.zeros(n), np.zeros(n, dtype=np.int64)
-
-    cache = SeriesCache(max_points=250)
-    cache.get(1, "loss", 5, lambda: load(100))
-    cache.get(1, "loss", 5, lambda: load(100))
-    assert loads == [100]                                       # same version: cached
-    assert len(cache.get(1, "loss", 6, lambda: load(120))[0]) == 120   # a new point id: re-read
-    cache.get(2, "loss", 1, lambda: load(100))
-    cache.get(3, "loss", 1, lambda: load(100))                 # over 250 points: the oldest goes
-    cache.get(1, "loss", 6, lambda: load(120))
-    assert loads == [100, 120, 100, 100, 120]

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from backend import lifecycle
 from backend.models import FAILED, RUNNING, SUCCEEDED, MetricPoint, Run, RunArtifact
-from backend.points import write_points
+from backend.points import ENVELOPE_STEPS, ENVELOPES, RAW_LIMIT, rebuild_envelopes, write_points
 from idlab.config import RunConfig
 from tests.lab.conftest import REPO, queued_run_ids
 
@@ -229,6 +229,62 @@ def test_metrics_downsample_keeps_spikes_and_zooms(client, sessions):
     bad = client.get(f"/api/runs/{run['id']}/metrics", params={"x_min": 10, "x_max": 5})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "x_min"]
     assert client.get(f"/api/runs/{run['id']}/metrics", params={"keys": "a;drop table"}).status_code == 422
+
+
+def stored_envelopes(sessions, run_id: int) -> list[tuple]:
+    with sessions() as session:
+        return [tuple(row) for row in session.execute(
+            select(*[c for c in ENVELOPES.c if c.name != "id"]).where(ENVELOPES.c.run_id == run_id)
+            .order_by(ENVELOPES.c.key, ENVELOPES.c.bucket)).all()]
+
+
+def test_long_series_are_drawn_from_envelopes_that_keep_every_extreme(client, sessions):
+    run = make_run(client)
+    n = 3 * RAW_LIMIT
+    points = [("train_loss", step, step // 1000, 1.0 + 0.001 * (step % 10)) for step in range(n)]
+    points[41_234] = ("train_loss", 41_234, 41, 1000.0)      # one spike
+    points[5_555] = ("train_loss", 5_555, 5, -50.0)          # one dip
+    with sessions() as session:
+        for start in range(0, n, 777):                       # batches that split buckets
+            write_points(session, run["id"], points[start:start + 777])
+            session.commit()
+    written = stored_envelopes(sessions, run["id"])
+    with sessions() as session:
+        rebuild_envelopes(session.connection(), run["id"])   # from the points themselves
+        session.commit()
+    assert stored_envelopes(sessions, run["id"]) == written == sorted(written)
+    assert len(written) == -(-n // ENVELOPE_STEPS)
+
+    loss = client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 1000}).json()["series"]["train_loss"]
+    assert loss["total"] == n and loss["downsampled"] is True
+    assert len(loss["steps"]) <= 1000 and loss["steps"] == sorted(loss["steps"])
+    assert loss["steps"][loss["values"].index(1000.0)] == 41_234
+    assert loss["steps"][loss["values"].index(-50.0)] == 5_555
+    assert loss["steps"][0] == 0 and loss["steps"][-1] == n - 1
+
+    zoom = client.get(f"/api/runs/{run['id']}/metrics",
+                      params={"keys": "train_loss", "x_min": 41_200, "x_max": 41_300, "max_points": 200}).json()
+    assert zoom["series"]["train_loss"]["steps"] == list(range(41_200, 41_301))   # full resolution
+
+
+def test_a_re_executed_run_rebuilds_envelopes_that_lost_an_extreme(client, sessions):
+    run = make_run(client)
+    first = [("train_loss", step, 0, 1.0) for step in range(200)]
+    first[70] = ("train_loss", 70, 0, 999.0)                 # a spike the re-execution does not repeat
+    with sessions() as session:
+        token = lifecycle.claim(session, run["id"], "test-worker")
+        write_points(session, run["id"], first)
+        session.commit()
+        assert lifecycle.finish(session, run["id"], token, FAILED, error="lost")
+        lifecycle.retry(session, session.get(Run, run["id"]))
+        session.commit()
+        token = lifecycle.claim(session, run["id"], "test-worker")
+        write_points(session, run["id"], [("train_loss", step, 0, 1.0) for step in range(200)])
+        session.commit()
+        merged = max(row[-2] for row in stored_envelopes(sessions, run["id"]))   # max_value
+        assert merged == 999.0                               # merged as written: the old extreme stays …
+        assert lifecycle.finish(session, run["id"], token, SUCCEEDED)
+    assert max(row[-2] for row in stored_envelopes(sessions, run["id"])) == 1.0   # … until the finish rebuilds
 
 
 def test_metrics_see_points_written_after_a_first_read(client, sessions):

@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from tests.lab.lab_processes import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("IDLAB_CHROMIUM", "/usr/bin/chromium")
@@ -91,14 +93,10 @@ class Lab:
         return response.json()
 
     def wait(self, condition, timeout: float, what: str, interval: float = 0.3):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n--- lab log ---\n{self.output()}")
-            time.sleep(interval)
+        try:
+            return wait_for(condition, timeout, what, interval)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}\n--- lab log ---\n{self.output()}") from None
 
     def stop(self) -> None:
         self.http.close()
