@@ -66,6 +66,42 @@ def test_an_experiment_like_batch_all_succeed(lab):
     assert runs[-1].final_metrics["d"] == runs[-1].final_metrics["D"], "the direct baseline trains all D weights"
 
 
+def test_an_experiment_through_the_api_succeeds_and_its_summary_finds_d_int90(lab):
+    """The acceptance sweep: linear/power/rff × two d × two seeds + the direct baseline, queued
+    through the HTTP API, executed by the real worker, summarised."""
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+
+    # Large enough a d for the linear subspace to reach 90% of direct training in seconds.
+    base = dict(TINY, fc_widths=[16], epochs=10, batch_size=16, lr=0.01, projection="sparse", log_every=5)
+    with TestClient(create_app(lab.settings)) as client:
+        created = client.post("/api/experiments", json={
+            "name": "acceptance", "base": base, "grid": {"augmentation": ["linear", "power", "rff"], "d": [16, 2000]},
+            "seeds": [0, 1], "baseline": True})
+        assert created.status_code == 201, created.text
+        run_ids = created.json()["run_ids"]
+        assert len(run_ids) == 3 * 2 * 2 + 2
+        runs = [lab.wait_finished(run_id, timeout=180) for run_id in run_ids]
+        assert all(run.status == SUCCEEDED for run in runs), [lab.describe(r.id) for r in runs]
+        summary = client.get(f"/api/experiments/{created.json()['id']}/summary").json()
+
+    baseline_accuracy = [run.final_metrics[M.TEST_ACC] for run in runs if run.role == "baseline"]
+    assert summary["baseline"] == pytest.approx(sum(baseline_accuracy) / 2)
+    assert summary["threshold"] == pytest.approx(0.9 * summary["baseline"])
+    groups = {group["augmentation"]: group for group in summary["groups"]}
+    assert set(groups) == {"linear", "power", "rff"}
+    for group in groups.values():
+        assert [(p["d"], p["n"]) for p in group["points"]] == [(16, 2), (2000, 2)]
+    reached = [g for g in groups.values() if g["d_int90"] is not None]
+    assert groups["linear"] in reached, f"the linear group did not reach 90% of the baseline: {summary}"
+    for group in reached:
+        means = {p["d"]: p["mean"] for p in group["points"]}
+        assert group["d_int90"] == min(d for d, mean in means.items() if mean >= summary["threshold"])
+        lo, hi = group["d_int90_interval"]
+        assert lo <= group["d_int90_interpolated"] and (hi is None or group["d_int90_interpolated"] <= hi)
+
+
 def test_cancel_stops_a_running_run_within_seconds_and_keeps_its_points_then_retry_completes_it(lab):
     run_id = lab.create_run(**LONG)
     wait_for(lambda: lab.run(run_id).status == RUNNING and lab.point_count(run_id) >= 20, 60,
