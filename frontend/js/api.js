@@ -82,19 +82,6 @@ export function openapi() {
   return openapiPromise;
 }
 
-/** Whether the API offers `method path` (with an optional query parameter), read from OpenAPI. */
-export async function supports(method, path, parameter = null) {
-  try {
-    const doc = await openapi();
-    const operation = doc.paths?.[path]?.[method.toLowerCase()];
-    if (!operation) return false;
-    if (!parameter) return true;
-    return (operation.parameters || []).some((p) => p.name === parameter);
-  } catch {
-    return false;
-  }
-}
-
 const experimentNames = new Map();
 
 /** An experiment's name, fetched once per id (for the runs table). */

@@ -1,9 +1,9 @@
 // A new experiment: a form generated from the run-config schema (components.schemas.RunConfig of
 // /openapi.json). Every field, with its default and help; any field can be swept (a grid of values);
-// presets fill it; a preview counts the runs (and, where the API offers a dry run, their D×k
-// memory); the server's 422 errors are shown beside the field they concern.
+// presets fill it; a preview counts the runs and asks the API's dry run for their D×k memory;
+// the server's 422 errors are shown beside the field they concern.
 
-import { ApiError, api, supports } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { clear, debounce, fmtBytes, fmtInt, fmtValue, h, setText, toast } from "./dom.js";
 import { PRESETS } from "./presets.js";
 import { gridToText, parseGrid, parseValue, runConfigSchema, sameValue, valueToText } from "./schema.js";
@@ -164,7 +164,6 @@ export async function renderNewPage(root, query) {
     root.append(h("div.alert.error", { text: `The form is generated from the server's run-config schema, which could not be read: ${err.message}` }));
     return null;
   }
-  const dryRun = await supports("POST", "/api/experiments", "dry_run");
   const inputs = new Map();
   let closed = false;
 
@@ -291,10 +290,9 @@ export async function renderNewPage(root, query) {
     const gridDesc = Object.entries(request.grid).map(([k, v]) => `${v.length} ${k}`).join(" × ");
     setText(previewDetail, `${gridDesc ? `${gridDesc} × ` : ""}${request.seeds.length} seed${request.seeds.length === 1 ? "" : "s"}${baselines ? ` + ${baselines} baseline run${baselines === 1 ? "" : "s"}` : ""}`);
     single.disabled = Object.keys(request.grid).length > 0 || request.seeds.length !== 1 || request.baseline !== false;
-    const rows = [["grid points", fmtInt(gridPoints)], ["grid runs", fmtInt(members)], ["baseline runs", request.baseline === true ? `${fmtInt(baselines)}${dryRun ? "" : " (estimate)"}` : "–"]];
-    if (!dryRun) rows.push(["dense P memory (D×k×4 B)", h("span.faint", { title: "The API has no POST /api/experiments?dry_run=true yet: D and k are the server's to compute" }, "needs the API's dry run")]);
+    const rows = [["grid points", fmtInt(gridPoints)], ["grid runs", fmtInt(members)], ["baseline runs", request.baseline === true ? fmtInt(baselines) : "–"]];
     paintRows(rows);
-    if (!dryRun || errors.length) return;
+    if (errors.length) return;
     const sequence = ++previewSequence;
     try {
       const plan = await api("/api/experiments", { method: "POST", query: { dry_run: "true" }, body: { ...request, name: request.name || "preview" } });
