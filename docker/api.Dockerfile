@@ -1,0 +1,13 @@
+# The API and the dashboard: no torch in this image (the backend never imports it).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY idlab ./idlab
+COPY backend ./backend
+COPY worker ./worker
+COPY frontend ./frontend
+RUN pip install --no-cache-dir .
+ENV IDLAB_DATA_DIR=/data
+EXPOSE 8000
+# Migrations run in the app's start-up (backend.main's lifespan), before it serves.
+CMD ["uvicorn", "backend.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,137 @@
+"""docker-compose.yml, checked without a Docker engine: what it declares, and its services'
+own commands started on this machine with the environment it gives them (service host
+names mapped to localhost) against the real PostgreSQL and Redis, running an experiment."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.lab.lab_processes import _admin, create_database, drop_database, free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+LOCAL_HOSTS = {"postgres": "127.0.0.1", "redis": "127.0.0.1"}
+SECRETS = {"POSTGRES_PASSWORD": "compose-test", "IDLAB_API_TOKEN": "compose-token"}
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?message}."""
+    def one(match: re.Match) -> str:
+        name, operator, rest = match.group(1), match.group(2), match.group(3)
+        if name in variables and variables[name] != "":
+            return variables[name]
+        if operator == ":?":
+            raise AssertionError(f"{name} is required: {rest}")
+        return rest or ""
+    return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", one, value)
+
+
+def service_environment(name: str) -> dict[str, str]:
+    return {key: interpolate(str(value), SECRETS) for key, value in SERVICES[name]["environment"].items()}
+
+
+def test_services_wait_for_healthy_postgres_and_redis():
+    for name in ("postgres", "redis"):
+        assert SERVICES[name]["healthcheck"]["test"], f"{name} has no healthcheck"
+    for name in ("api", "worker-gpu0"):
+        assert SERVICES[name]["depends_on"] == {"postgres": {"condition": "service_healthy"},
+                                                "redis": {"condition": "service_healthy"}}
+
+
+def test_the_worker_reserves_a_gpu_and_data_lives_in_named_volumes():
+    devices = SERVICES["worker-gpu0"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["driver"] == "nvidia"
+    assert {"pgdata", "labdata"} <= set(COMPOSE["volumes"])
+    assert "pgdata:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
+    assert all("labdata:/data" in SERVICES[name]["volumes"] for name in ("api", "worker-gpu0"))
+
+
+def test_secrets_come_from_the_environment_and_the_api_binds_to_localhost():
+    text = (REPO / "docker-compose.yml").read_text()
+    assert "${POSTGRES_PASSWORD:?" in text and "${IDLAB_API_TOKEN" in text
+    assert not re.search(r"PASSWORD:\s*[\w-]+\s*$", text, re.M), "a hard-coded password"
+    assert all(port.startswith("127.0.0.1:") for port in SERVICES["api"]["ports"])
+    example = (REPO / ".env.example").read_text()
+    assert "POSTGRES_PASSWORD=" in example and "IDLAB_API_TOKEN=" in example
+
+
+def localised(url: str, database: str | None = None) -> str:
+    for host, local in LOCAL_HOSTS.items():
+        url = url.replace(f"@{host}:", f"@{local}:").replace(f"//{host}:", f"//{local}:")
+    return url if database is None else url.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.fixture
+def compose_database():
+    url = create_database()                   # a fresh database standing in for the volume
+    _admin("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'idlab') "
+           "THEN CREATE ROLE idlab LOGIN; END IF; END $$")
+    _admin(f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" OWNER TO idlab')
+    yield url.rsplit("/", 1)[1]
+    drop_database(url)
+
+
+def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_database):
+    port = free_port()
+    processes = []
+    try:
+        for name in ("api", "worker-gpu0"):
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDLAB_")},
+                   **service_environment(name), "PYTHONUNBUFFERED": "1", "IDLAB_TORCH_THREADS": "1"}
+            env["IDLAB_DATABASE_URL"] = localised(env["IDLAB_DATABASE_URL"], compose_database)
+            env["IDLAB_BROKER_URL"] = localised(env["IDLAB_BROKER_URL"])
+            env["IDLAB_DATA_DIR"] = str(tmp_path)            # the labdata volume
+            command = [str(part) for part in SERVICES[name]["command"]]
+            if name == "api":
+                command[command.index("--port") + 1] = str(port)
+                command[command.index("--host") + 1] = "127.0.0.1"
+            command = [sys.executable, "-m", "uvicorn", *command[1:]] if command[0] == "uvicorn" else \
+                [sys.executable, "-m", "idlab.cli", *command[1:]]
+            processes.append(subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True,
+                                              stdout=open(tmp_path / f"{name}.log", "w"), stderr=subprocess.STDOUT))
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                           headers={"Authorization": f"Bearer {SECRETS['IDLAB_API_TOKEN']}"})
+
+        def healthy():
+            try:
+                body = api.get("/api/health").json()
+            except httpx.HTTPError:
+                return None
+            return body if body["database"]["ok"] and body["workers_alive"] >= 1 else None
+
+        health = wait_for(healthy, 90, "the API and a worker to be up")
+        assert health["broker"]["ok"]
+        assert httpx.post(f"http://127.0.0.1:{port}/api/runs", json={}).status_code == 401   # the token holds
+        base = {"dataset": "synthetic", "fc_widths": [16], "epochs": 1, "train_size": 128, "test_size": 64}
+        created = api.post("/api/experiments", json={"name": "compose", "base": base,
+                                                     "grid": {"d": [8, 16]}, "seeds": [0], "baseline": True})
+        assert created.status_code == 201, created.text
+        experiment = created.json()
+
+        def finished():
+            runs = [api.get(f"/api/runs/{run_id}").json() for run_id in experiment["run_ids"]]
+            return runs if all(run["status"] in ("succeeded", "failed", "cancelled", "diverged") for run in runs) else None
+
+        runs = wait_for(finished, 180, "the experiment's runs to finish", interval=1)
+        assert [run["status"] for run in runs] == ["succeeded"] * 3, [run.get("error") for run in runs]
+        summary = api.get(f"/api/experiments/{experiment['id']}/summary").json()
+        assert [point["d"] for point in summary["groups"][0]["points"]] == [8, 16] and summary["baseline"] > 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
