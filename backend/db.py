@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
-
-from backend.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -40,24 +35,6 @@ def make_engine(url: str, *, pooled: bool = True) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-@lru_cache
-def engine_for(url: str) -> Engine:
-    return make_engine(url)
 
-
-def get_engine() -> Engine:
-    return engine_for(get_settings().database)
-
-
-@lru_cache
-def _sessionmaker(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine_for(url), expire_on_commit=False)
-
-
-def session_scope() -> Session:
-    """A new session on the configured database (use as a context manager)."""
-    return _sessionmaker(get_settings().database)()
-
-
-# The API's per-request session is backend.deps.get_session: it uses the serving app's
-# database, not these process-wide settings, so several apps can share a process.
+# The API's per-request session is backend.deps.get_session (the serving app's database);
+# the worker makes its own engine from its settings.

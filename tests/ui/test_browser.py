@@ -278,7 +278,7 @@ def insert_timing_data(lab) -> int:
 
     from backend import lifecycle
     from backend.db import make_engine
-    from backend.models import SUCCEEDED, Run, utcnow
+    from backend.models import SUCCEEDED, utcnow
     from backend.points import write_points
     from idlab.config import RunConfig
 
