@@ -19,6 +19,7 @@ from backend import errors, migrate
 from backend.db import make_engine
 from backend.events import OpenStreams
 from backend.frontend import mount_frontend
+from backend.limits import RequestBodyLimit
 from backend.routers import config, experiments, health, runs
 from backend.settings import Settings, get_settings
 from idlab import __version__
@@ -29,7 +30,8 @@ DESCRIPTION = """Intrinsic Dimension Lab: launch subspace-training runs and swee
 and compare projections and augmentations down to d_int90.
 
 Every call that changes something needs `Authorization: Bearer <token>` when the server has an API token.
-Errors are JSON `{"detail": ...}`; invalid input is a 422 whose `detail` lists `{"loc", "msg", "type"}`."""
+Errors are JSON `{"detail": ...}`; invalid input is a 422 whose `detail` lists `{"loc", "msg", "type"}`;
+a request body over the server's limit (settings.max_request_bytes, 1 MiB by default) is a 413, refused before it is parsed."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="idlab", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
+    # Added before CORS, so CORS wraps it: a browser on an allowed origin can read the 413 too.
+    app.add_middleware(RequestBodyLimit, settings=settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])

@@ -7,11 +7,13 @@ directory: SQLite at <data_dir>/idlab.db and a filesystem queue at <data_dir>/br
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from idlab.config import DEFAULT_DENSE_BUDGET_MB
 
@@ -30,10 +32,24 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="Executions of a run before a vanished worker fails it instead of requeueing.")
     reaper_seconds: float = Field(5.0, gt=0, description="How often the reaper looks for runs whose worker vanished and for lost queue messages.")
     torch_threads: int | None = Field(None, ge=1, description="CPU threads torch may use per run (default: all cores; `idlab serve` leaves one to the API).")
-    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Origins allowed by CORS (none by default): comma-separated, or a JSON list."))
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API reads, in bytes (1 MiB); "
+                                   "a larger one is refused with 413 before it is parsed.")
     max_experiment_runs: int = Field(1000, ge=1, description="Most runs one experiment request may queue (grid × seeds + baselines).")
     sse_poll_seconds: float = Field(0.3, gt=0, le=10, description="How often an open event stream looks for new points and status changes.")
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive comment interval of event streams (proxies drop silent connections).")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        """IDLAB_CORS_ORIGINS=http://a.example,http://b.example as well as a JSON list."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [origin.strip() for origin in text.split(",") if origin.strip()]
 
     @property
     def database(self) -> str:

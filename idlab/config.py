@@ -41,6 +41,8 @@ DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d{1,2})?)$"
 DENSE_BUDGET_ENV = "IDLAB_DENSE_P_BUDGET_MB"
 DEFAULT_DENSE_BUDGET_MB = 2048
 BYTES_PER_FLOAT = 4
+#: Highest power the power augmentation may add: θ^i of an entry of θ_d above 1 overflows float32 soon after.
+MAX_POWER_ORDER = 10
 
 
 @dataclass(frozen=True)
@@ -231,12 +233,18 @@ class RunConfig(BaseModel):
         if len(self.power_coefs) != len(self.power_orders):
             reject("power_coefs", f"give one coefficient per power: {len(self.power_orders)} orders "
                                   f"{self.power_orders} but {len(self.power_coefs)} coefficients")
-        if any(o < 2 for o in self.power_orders) or len(set(self.power_orders)) != len(self.power_orders):
-            reject("power_orders", "power orders must be distinct integers ≥ 2 (the linear term is always present)")
+        if any(o < 2 or o > MAX_POWER_ORDER for o in self.power_orders) or len(set(self.power_orders)) != len(self.power_orders):
+            reject("power_orders", f"power orders must be distinct integers ≥ 2 and ≤ {MAX_POWER_ORDER} "
+                                   "(the linear term is always present)")
+        if not all(0 <= beta < 1 for beta in self.adam_betas):
+            reject("adam_betas", f"Adam's β₁ and β₂ lie in [0, 1), e.g. [0.9, 0.99]; got {list(self.adam_betas)}")
         if any(w < 1 or w > 100_000 for w in self.fc_widths):
             reject("fc_widths", "each hidden width must be between 1 and 100000")
 
         subspace = self.method == "subspace"
+        if subspace and self.d > self.D:
+            reject("d", f"d = {self.d:,} exceeds D = {self.D:,}, the number of weights of the network: a subspace of "
+                        "the weight space has at most D dimensions; lower d (or train all weights with method 'direct')")
         if subspace and self.train_p and self.projection != "dense":
             reject("train_p", f"train_p needs projection 'dense' (got {self.projection!r}): "
                               "only an explicit matrix can be trained")

@@ -1,4 +1,5 @@
-"""docker-compose.yml, checked without a Docker engine: what it declares, and its services'
+"""docker-compose.yml, checked without a Docker engine: validated by Docker Compose itself
+(`config -q`: the Compose schema, interpolation, a missing secret), what it declares, and its services'
 own commands started on this machine with the environment it gives them (service host
 names mapped to localhost) against the real PostgreSQL and Redis, running an experiment."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +65,57 @@ def test_secrets_come_from_the_environment_and_the_api_binds_to_localhost():
     assert all(port.startswith("127.0.0.1:") for port in SERVICES["api"]["ports"])
     example = (REPO / ".env.example").read_text()
     assert "POSTGRES_PASSWORD=" in example and "IDLAB_API_TOKEN=" in example
+
+
+# ---- the file as Docker Compose reads it ---------------------------------------------------------
+
+COMPOSE_INSTALL_HINT = "apt-get install --no-install-recommends docker-compose"
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (the v2 plugin) where Docker has it, else `docker-compose` (Debian's package)."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail(f"no Docker Compose here to validate docker-compose.yml: install it with  {COMPOSE_INSTALL_HINT}")
+
+
+def compose_config(folder: Path, variables: dict[str, str]) -> subprocess.CompletedProcess:
+    """`config -q` on folder/docker-compose.yml: parse, interpolate, validate against the Compose
+    schema. It needs no Docker engine; the folder holds no .env, so only `variables` are set."""
+    return subprocess.run([*compose_command(), "--project-directory", str(folder), "-f", "docker-compose.yml",
+                           "config", "-q"], cwd=folder, capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "HOME": str(folder), **variables})
+
+
+def copy_of_the_file(folder: Path, *replacements: tuple[str, str]) -> Path:
+    text = (REPO / "docker-compose.yml").read_text()
+    for old, new in replacements:
+        assert old in text, f"{old!r} is no longer in docker-compose.yml"
+        text = text.replace(old, new)
+    (folder / "docker-compose.yml").write_text(text)
+    return folder
+
+
+def test_docker_compose_accepts_the_file(tmp_path):
+    result = compose_config(copy_of_the_file(tmp_path), SECRETS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("replacement, named", [
+    (("condition: service_healthy}", "condition: service_heathy}"), "service_heathy"),
+    (('    command: ["uvicorn"', '    comand: ["uvicorn"'), "comand"),
+    (("retries: 20", "retries: many"), "many"),
+])
+def test_docker_compose_rejects_a_broken_copy_naming_the_fault(tmp_path, replacement, named):
+    result = compose_config(copy_of_the_file(tmp_path, replacement), SECRETS)
+    assert result.returncode != 0 and named in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_docker_compose_refuses_to_start_without_the_database_password(tmp_path):
+    result = compose_config(copy_of_the_file(tmp_path), {"IDLAB_API_TOKEN": SECRETS["IDLAB_API_TOKEN"]})
+    assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stdout + result.stderr
 
 
 def localised(url: str, database: str | None = None) -> str:
