@@ -21,3 +21,9 @@ SERIES = (TRAIN_LOSS, TRAIN_ACC, LR, EPOCH_TRAIN_LOSS, EPOCH_TRAIN_ACC, TEST_LOS
 
 FINAL = (TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, "best_test_acc", "D", "k", "d",
          "seconds", "epochs", "steps", "lr", "lr_reductions")
+
+# What a running run is doing, reported in its progress as "phase" (next to its latest step).
+PREPARING = "preparing"    # loading the data, building the network and P
+TRAINING = "training"      # the minibatch steps of an epoch
+EVALUATING = "evaluating"  # the test set, after every epoch
+PHASES = (PREPARING, TRAINING, EVALUATING)

@@ -1,6 +1,7 @@
 """The engine's callback for one execution of a run: store its points, and tell it when to stop.
 
-The engine calls it every `log_every` steps and during evaluation. It buffers the
+The engine calls it after every step (with points every `log_every` steps) and
+between evaluation batches, and tells it the phase it enters. It buffers the
 points and writes them in batches (when `FLUSH_SECONDS` have passed since the last
 write, or `BATCH_POINTS` are waiting): a point reaches the database, and so an open
 browser, within about a second, without a transaction per step. Writes are upserts
@@ -86,8 +87,14 @@ class RunRecorder:
         """The heartbeat found the run no longer ours: stop at the next callback."""
         self.stop_reason = LOST
 
+    def enter_phase(self, phase: str) -> None:
+        """The run now prepares, trains or evaluates (`idlab.metrics.PHASES`): its progress says so."""
+        with self._lock:
+            self._latest["phase"] = phase
+
     def progress(self) -> dict:
-        """The latest step, epoch and value of every key: the run's `progress`, sent with each heartbeat."""
+        """The phase, the latest step and epoch, and the latest value of every key: the run's `progress`,
+        sent with each heartbeat."""
         with self._lock:
             return dict(self._latest)
 

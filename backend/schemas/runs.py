@@ -33,7 +33,8 @@ class RunOut(BaseModel):
     D: int | None = Field(description="Parameters of the network.")
     k: int | None = Field(description="Dimension of the augmented features φ(θ_d) (D for direct training).")
     d: int | None = Field(description="Trained dimensions (D for direct training).")
-    progress: dict[str, Any] = Field(description="Latest step, epoch and metric values while it runs.")
+    progress: dict[str, Any] = Field(description="While it runs: its phase (preparing, training, evaluating), "
+                                                 "latest step, epoch and metric values.")
     final_metrics: dict[str, Any]
     error: str | None
     cancel_requested: bool

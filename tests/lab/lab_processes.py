@@ -8,17 +8,25 @@ Two modes, the same code:
 Workers are started as `idlab worker` subprocesses in their own process group, so a
 test can kill one with everything it forked. Runs are created directly through
 `backend.lifecycle.new_run` and sent with `enqueue_run`, as the API does.
+
+For the fault tests, a deployed lab can also run on a private `redis-server` (`RedisServer`,
+which a test may kill and start again), serve the API as its own process (`ApiProcess`,
+docker-compose.yml's command) and be watched by a browser-style event-stream client
+(`EventSourceClient`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -125,6 +133,10 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def claimed(self, run_id: int) -> int:
+        """How many times this worker claimed run `run_id` (started executing it), from its log."""
+        return len(re.findall(rf"\brun {run_id} claimed by ", self.output()))
+
 
 class Lab:
     """A database, a broker and the settings a worker gets, with helpers to create runs and read results."""
@@ -140,6 +152,7 @@ class Lab:
 
         self.celery = make_celery(self.settings)
         self.workers: list[WorkerProcess] = []
+        self.apis: list[ApiProcess] = []
 
     # ---- processes -------------------------------------------------------------------
 
@@ -167,9 +180,23 @@ class Lab:
                 return session.get(Worker, worker.name) is not None
         wait_for(registered, timeout, f"worker {worker.name} to register")
 
+    def start_api(self, port: int | None = None) -> ApiProcess:
+        """The API as its own process on `port` (a free one by default), ready to answer."""
+        api = ApiProcess(self.env(), self.data_dir / f"api-{len(self.apis) + 1}.log", port or free_port())
+        self.apis.append(api)
+        api.wait_ready()
+        return api
+
+    def executions(self, run_id: int) -> int:
+        """How many times any of the lab's workers claimed run `run_id`, from their logs."""
+        return sum(worker.claimed(run_id) for worker in self.workers)
+
     def close(self) -> None:
         for worker in self.workers:  # the tests that need a graceful stop do it themselves
             worker.kill()
+        for api in self.apis:
+            api.kill()
+        self.celery.close()
         self.engine.dispose()
 
     # ---- runs ------------------------------------------------------------------------
@@ -288,6 +315,201 @@ def _admin(statement: str) -> None:
         engine.dispose()
 
 
+class RedisServer:
+    """A private `redis-server` on a free port of 127.0.0.1, for tests that kill the broker.
+
+    It keeps nothing on disk (no RDB snapshot, no append-only file): a SIGKILL loses every
+    message it held, as a crash of an unpersisted Redis does. The shared server is never touched.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start it (again) on its port; returns once it answers."""
+        with open(self.folder / f"redis-{self.port}.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.folder)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self.answers, 20, f"redis-server on port {self.port} to answer")
+
+    def answers(self) -> bool:
+        import redis
+
+        assert self.process is not None and self.process.poll() is None, \
+            (self.folder / f"redis-{self.port}.log").read_text(errors="replace")[-2000:]
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing saved."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class ApiProcess:
+    """The API as deployed: docker-compose.yml's `uvicorn backend.main:create_app --factory`, as its own
+    process (and process group) on a fixed port, so that a test can kill it and start it again there."""
+
+    def __init__(self, env: dict, log_path: Path, port: int):
+        self.env, self.log_path, self.port = env, log_path, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env, cwd=self.log_path.parent, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import httpx
+
+        def healthy():
+            assert self.alive(), f"the API exited:\n{self.output()[-3000:]}"
+            try:
+                return httpx.get(f"{self.url}/api/health", timeout=2).json()["database"]["ok"]
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+        wait_for(healthy, timeout, f"the API on port {self.port} to answer", interval=0.2)
+
+    def kill(self) -> None:
+        """SIGKILL of its process group: open connections drop without a goodbye."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, as `docker stop` sends; returns its exit status (uvicorn re-raises the signal once it
+        has shut down: -SIGTERM), or None if it did not stop within `timeout` and was killed."""
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def restart(self) -> None:
+        self.start()
+        self.wait_ready()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class EventSourceClient(threading.Thread):
+    """A browser's EventSource, in a thread: reads a Server-Sent Events stream and reconnects as browsers do.
+
+    As the HTML standard has it: an event is dispatched at its blank line (an event cut off by
+    a dropped connection is discarded, and its id not remembered); the last event id persists
+    across events without one and is sent back as the Last-Event-ID header on reconnecting;
+    a dropped or refused connection is retried after the `retry` the server gave (3 s by
+    default); an answer that is not a 200 event stream ends it for good. It closes the stream
+    itself on the event named `close_on`, as the dashboard does on `end`.
+    """
+
+    def __init__(self, url: str, close_on: str = "end", read_timeout: float = 60):
+        super().__init__(name="event-source", daemon=True)
+        self.url, self.close_on, self.read_timeout = url, close_on, read_timeout
+        self.retry_ms = 3000
+        self.last_event_id = ""
+        self.events: list[dict] = []          # {"event", "data" (parsed JSON), "id", "connection"}
+        self.connections: list[dict] = []     # {"last_event_id": the header sent ("" for none), "error": …}
+        self.failure: str | None = None
+        self.closing = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            self._follow()
+        except Exception as error:  # noqa: BLE001 - reported to the test, which asserts there was none
+            self.failure = f"{type(error).__name__}: {error}"
+
+    def _follow(self) -> None:
+        import httpx
+
+        timeout = httpx.Timeout(10.0, read=self.read_timeout)
+        with httpx.Client(timeout=timeout) as http:
+            while not self.closing.is_set():
+                attempt = {"last_event_id": self.last_event_id, "error": None}
+                self.connections.append(attempt)
+                headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+                if self.last_event_id:
+                    headers["Last-Event-ID"] = self.last_event_id
+                try:
+                    with http.stream("GET", self.url, headers=headers) as response:
+                        if response.status_code != 200 or not response.headers.get(
+                                "content-type", "").startswith("text/event-stream"):
+                            self.failure = f"answered {response.status_code}: {response.read()[:500]!r}"
+                            return
+                        self._read(response.iter_lines(), len(self.connections) - 1)
+                except httpx.TransportError as error:   # refused, reset, cut off mid-body: reconnect
+                    attempt["error"] = f"{type(error).__name__}: {error}"
+                if not self.closing.is_set():
+                    self.closing.wait(self.retry_ms / 1000)
+
+    def _read(self, lines, connection: int) -> None:
+        data: list[str] = []
+        event_type, id_buffer = "", self.last_event_id
+        for line in lines:
+            if line == "":
+                self.last_event_id = id_buffer
+                if data:
+                    event = {"event": event_type or "message", "data": json.loads("\n".join(data)),
+                             "id": id_buffer, "connection": connection}
+                    with self.lock:
+                        self.events.append(event)
+                    if event["event"] == self.close_on:
+                        self.closing.set()
+                        return
+                data, event_type = [], ""
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event_type = value
+            elif name == "id" and "\0" not in value:
+                id_buffer = value
+            elif name == "retry" and value.isdigit():
+                self.retry_ms = int(value)
+
+    def received(self, name: str) -> list[dict]:
+        with self.lock:
+            return [event for event in self.events if event["event"] == name]
+
+    def points(self) -> list[dict]:
+        """Every point received, in order, with the connection it came on."""
+        return [dict(point, connection=event["connection"]) for event in self.received("points")
+                for point in event["data"]]
+
+    def close(self, timeout: float = 10) -> None:
+        self.closing.set()
+        self.join(timeout)
+
+
 def flush_redis(url: str = REDIS_URL) -> None:
     import redis
 
@@ -304,8 +526,10 @@ MODES = ("embedded", "deployed")
 
 
 @contextlib.contextmanager
-def open_lab(mode: str, folder: Path) -> Iterator[Lab]:
-    """A lab of `mode` in `folder`, torn down after: workers stopped, database dropped, Redis flushed."""
+def open_lab(mode: str, folder: Path, broker_url: str | None = None) -> Iterator[Lab]:
+    """A lab of `mode` in `folder`, torn down after: workers stopped, database dropped, Redis flushed.
+
+    A deployed lab uses the Redis at `broker_url` when given (a private server: left as it is)."""
     import pytest
 
     if mode == "embedded":
@@ -315,17 +539,20 @@ def open_lab(mode: str, folder: Path) -> Iterator[Lab]:
         finally:
             lab.close()
         return
-    if not (postgres_reachable() and redis_reachable()):  # both modes are supported, so both are tested
+    shared_redis = broker_url is None
+    if not (postgres_reachable() and (redis_reachable() or not shared_redis)):  # both modes are supported
         pytest.fail(f"the deployed mode needs PostgreSQL ({POSTGRES_SERVER}, $IDLAB_TEST_POSTGRES) and Redis "
                     f"({REDIS_URL}, $IDLAB_TEST_REDIS): start them")
-    flush_redis()
+    if shared_redis:
+        flush_redis()
     url = create_database()
     lab = None
     try:
-        lab = Lab(mode, folder, database_url=url, broker_url=REDIS_URL)
+        lab = Lab(mode, folder, database_url=url, broker_url=broker_url or REDIS_URL)
         yield lab
     finally:
         if lab is not None:
             lab.close()
         drop_database(url)
-        flush_redis()
+        if shared_redis:
+            flush_redis()

@@ -14,7 +14,10 @@ times). The step counter keeps running across restarts, so the diverged attempt
 stays visible in the logged curves.
 
 The engine knows nothing of the service: it reports metric points to a callback,
-which returns True to ask the run to stop (a cancel).
+which returns True to ask the run to stop (a cancel). The callback is called after
+every step (with no points between logging steps) and between evaluation batches,
+so a run stops within one step of being asked, whatever `log_every`; an optional
+`on_phase` hears when the run starts training or evaluating (`idlab.metrics.PHASES`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class MetricPoint:
 
 #: Receives new metric points (possibly none) and returns True to stop the run.
 Callback = Callable[[list[MetricPoint]], bool | None]
+#: Told the phase the run enters (`idlab.metrics.TRAINING`, `EVALUATING`).
+PhaseCallback = Callable[[str], None]
 
 
 @dataclass
@@ -128,7 +133,7 @@ def _basis(k: int, j: int, device) -> Tensor:
 
 
 def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
-          from_run_stats: dict[str, dict] | None = None) -> RunResult:
+          from_run_stats: dict[str, dict] | None = None, on_phase: PhaseCallback | None = None) -> RunResult:
     """Train one run to completion, cancellation or divergence."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -136,12 +141,13 @@ def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
     started = time.perf_counter()
     lr, reductions, step = config.lr, 0, 0
     callback = callback or (lambda points: False)
+    on_phase = on_phase or (lambda phase: None)
     while True:
         network = build_network(config, from_run_stats).to(device)
         P_initial = projection_blocks(network, config)
         theta_d_initial = network.theta_d.detach().cpu().clone() if isinstance(network, SubspaceNetwork) else None
         try:
-            final, step = _fit(network, config, data, lr, step, callback)
+            final, step = _fit(network, config, data, lr, step, callback, on_phase)
             status, error = "succeeded", None
             break
         except Cancelled as stop:
@@ -190,7 +196,7 @@ def training_step(network, optimizer: torch.optim.Optimizer, x: Tensor, y: Tenso
 
 
 def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
-         callback: Callback) -> tuple[dict[str, float], int]:
+         callback: Callback, on_phase: PhaseCallback) -> tuple[dict[str, float], int]:
     """Epochs of minibatch training; returns the final metrics and the last step."""
     train_x, train_y, test_x, test_y = data
     device = train_x.device
@@ -204,8 +210,10 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
     final: dict[str, float] = {}
 
     for epoch in range(1, config.epochs + 1):
-        lr_now = optimizer.param_groups[0]["lr"]
-        pending = [MetricPoint(step, epoch, M.LR, lr_now)]
+        on_phase(M.TRAINING)
+        if callback([MetricPoint(step, epoch, M.LR, optimizer.param_groups[0]["lr"])]):
+            raise Cancelled(step)
+        pending: list[MetricPoint] = []
         permutation = torch.randperm(n, generator=order).to(device)
         interval_loss = torch.zeros((), device=device)
         interval_correct = torch.zeros((), device=device, dtype=torch.long)
@@ -235,8 +243,14 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
                 interval_loss.zero_()
                 interval_correct.zero_()
                 interval_steps = interval_seen = 0
+            elif callback([]):               # no points to log: only ask whether to stop
+                raise Cancelled(step)
 
-        test_loss, test_acc = evaluate(network, test_x, test_y, check_stop=lambda: bool(callback([])))
+        on_phase(M.EVALUATING)
+        try:
+            test_loss, test_acc = evaluate(network, test_x, test_y, check_stop=lambda: bool(callback([])))
+        except Cancelled:
+            raise Cancelled(step) from None   # evaluate knows no step: the run stopped after this one
         best_test_acc = max(best_test_acc, test_acc)
         final = {M.TEST_ACC: test_acc, M.TEST_LOSS: test_loss,
                  M.TRAIN_LOSS: epoch_loss / steps_per_epoch, M.TRAIN_ACC: epoch_correct / n,
