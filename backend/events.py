@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import ServerSentEvent
 
-from backend.models import FINISHED, Run
+from backend.models import FINISHED, Run, SearchGroup
 from backend.points import points_after
 from backend.schemas.common import json_safe
 
@@ -63,15 +63,16 @@ async def run_events(sessions: sessionmaker[Session], run_id: int, after_id: int
 async def experiment_events(sessions: sessionmaker[Session], experiment_id: int,
                             poll_seconds: float) -> AsyncIterator[ServerSentEvent]:
     """`event: status` with the list of the experiment's runs whose status or progress changed
-    (all of them in the first event); `event: end` once every run has finished."""
+    (all of them in the first event); `event: end` once every run has finished (and, for a
+    search, no group is still searching: its next round is about to be queued)."""
     sent: dict[int, dict] = {}
     while True:
-        runs = await anyio.to_thread.run_sync(_poll_experiment, sessions, experiment_id)
+        runs, searching = await anyio.to_thread.run_sync(_poll_experiment, sessions, experiment_id)
         changed = [run for run in runs if sent.get(run["id"]) != run]
         if changed:
             yield _event("status", changed, retry=RECONNECT_MS if not sent else None)
             sent.update((run["id"], run) for run in changed)
-        if all(run["status"] in FINISHED for run in runs):
+        if not searching and all(run["status"] in FINISHED for run in runs):
             yield _event("end", {"runs": len(runs)})
             return
         await anyio.sleep(poll_seconds)
@@ -108,11 +109,14 @@ def _poll_run(sessions: sessionmaker[Session], run_id: int, after_id: int) -> tu
                           for p in points]
 
 
-def _poll_experiment(sessions: sessionmaker[Session], experiment_id: int) -> list[dict]:
+def _poll_experiment(sessions: sessionmaker[Session], experiment_id: int) -> tuple[list[dict], bool]:
+    """The experiment's runs, and whether a group of its search is still searching."""
     with sessions() as session:
         rows = session.execute(select(*STATUS_COLUMNS).where(Run.experiment_id == experiment_id)
                                .order_by(Run.id)).all()
-    return [_status(row) for row in rows]
+        searching = session.scalar(select(SearchGroup.id).where(SearchGroup.experiment_id == experiment_id,
+                                                                SearchGroup.status == "searching").limit(1))
+    return [_status(row) for row in rows], searching is not None
 
 
 def _status(row) -> dict:

@@ -9,6 +9,12 @@ Individual baselines train all D weights (method `direct`): one run per seed and
 per combination of the grid fields that matter to direct training (e.g. `model`
 or `lr`, not `d` or `augmentation`); the subspace-only fields are left out of
 their config.
+
+A search experiment (`search` set) sweeps the grid fields other than d: each of their
+combinations is a group whose d is searched (backend/analysis/search.py). What it queues
+at first is its round 1 — every group at d_start × seeds — and the baselines; every run
+is also validated at d_max, so that no later round can be refused (the dense-P budget,
+say, grows with d). Later rounds are queued by `backend.search_rounds`.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from backend.analysis.search import Parameters, max_rounds_needed
 from backend.schemas.experiments import ExperimentCreate
 from backend.settings import Settings
 from backend.validation import Loc, check_run_config, config_errors, echo, error, reject
@@ -40,6 +47,7 @@ SUBSPACE_ONLY = frozenset({
 class PlannedRun:
     config: RunConfig
     role: str
+    group: int | None = None   # search experiments: the index of the member's group
 
 
 @dataclass
@@ -49,6 +57,12 @@ class Plan:
     grid: dict            # as stored: validated values
     seeds: list[int]
     baseline: dict        # {"mode": "individual" | "global" | None, "value": float | None}
+    search: dict | None = None                        # the search parameters, for kind "search"
+    groups: list[dict] = field(default_factory=list)  # kind "search": each group's grid values
+
+    @property
+    def kind(self) -> str:
+        return "grid" if self.search is None else "search"
 
 
 def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
@@ -60,29 +74,42 @@ def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
         base.pop(name, None)                                # the grid decides
     individual = request.baseline is True
     baseline_grid = {name: values for name, values in grid.items() if name not in SUBSPACE_ONLY}
+    search = request.search
+    # A search's members are validated at both ends of its range of d; round 1 runs d_start.
+    members = grid if search is None else {**grid, "d": [search.d_start] + ([search.d_max] if search.d_max != search.d_start else [])}
 
     errors = _check_shape(request, grid, seeds, individual, baseline_grid, settings)
     if errors:
         raise reject(errors)
 
     runs: list[PlannedRun] = []
-    normalized: dict[str, dict[int, object]] = {name: {} for name in grid}
+    normalized: dict[str, dict[int, object]] = {name: {} for name in members}
+    groups: dict[tuple, int] = {}
     collector = _Errors()
-    for role, fields in ((MEMBER, grid), (BASELINE, baseline_grid if individual else None)):
+    for role, fields in ((MEMBER, members), (BASELINE, baseline_grid if individual else None)):
         if fields is None:
             continue
         shared = base if role == MEMBER else {k: v for k, v in base.items() if k not in SUBSPACE_ONLY} | {"method": "direct"}
         names = list(fields)
         for combo in itertools.product(*(range(len(fields[name])) for name in names)):
             point = {name: fields[name][i] for name, i in zip(names, combo)}
+            indices = dict(zip(names, combo))
             for seed_index, seed in enumerate(seeds):
                 try:
                     config = check_run_config({**shared, **point, "seed": seed}, settings)
                 except ValidationError as exc:
-                    collector.add(exc, _locator(base, dict(zip(names, combo)), seed_index), point)
+                    at_d_max = search is not None and role == MEMBER and indices["d"] > 0
+                    collector.add(exc, _locator(base, indices, seed_index, searched=search is not None), point,
+                                  f" (at search.d_max = {search.d_max}: or lower d_max)" if at_d_max else "")
                     continue
-                runs.append(PlannedRun(config, role))
-                for name, i in zip(names, combo):
+                if search is not None and role == MEMBER:
+                    if indices["d"] > 0:
+                        continue                                    # d_max: validated only
+                    group = groups.setdefault(tuple(i for name, i in indices.items() if name != "d"), len(groups))
+                    runs.append(PlannedRun(config, role, group))
+                else:
+                    runs.append(PlannedRun(config, role))
+                for name, i in indices.items():
                     normalized[name][i] = getattr(config, name)
     if collector.errors:
         raise reject(collector.errors)
@@ -101,13 +128,32 @@ def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
         mode = {"mode": "global", "value": float(request.baseline)}
     else:
         mode = {"mode": None, "value": None}
-    return Plan(runs=runs, base=stored_base, grid=stored_grid, seeds=list(seeds), baseline=mode)
+    plan = Plan(runs=runs, base=stored_base, grid=stored_grid, seeds=list(seeds), baseline=mode)
+    if search is not None:
+        plan.search = search.model_dump()
+        plan.groups = [{name: _plain(normalized[name][i]) for name, i in zip(grid, key)} for key in groups]
+    return plan
 
 
 def _check_shape(request: ExperimentCreate, grid: dict, seeds: list, individual: bool, baseline_grid: dict,
                  settings: Settings) -> list[dict]:
-    """Errors that need no config validation: unknown grid fields, repeated seeds, too many runs."""
+    """Errors that need no config validation: unknown grid fields, repeated seeds, too many runs;
+    for a search, d in the grid or the base, a missing baseline, d_start above d_max."""
     errors = []
+    search = request.search
+    if search is not None:
+        if "d" in request.grid:
+            errors.append(error(("body", "grid", "d"), "a search chooses d itself: remove d from the grid "
+                                "(the search starts at search.d_start and goes up to search.d_max)"))
+        if "d" in request.base:
+            errors.append(error(("body", "base", "d"), "a search chooses d itself: remove d from the base "
+                                "(the search starts at search.d_start)", input_=echo(request.base["d"])))
+        if request.baseline in (None, False):
+            errors.append(error(("body", "baseline"), "a search needs a baseline, whose 90 % is the threshold it "
+                                "looks for: true (direct-training runs) or a global accuracy such as 1.0"))
+        if search.d_start > search.d_max:
+            errors.append(error(("body", "search", "d_max"), f"d_max ({search.d_max}) must be at least d_start "
+                                f"({search.d_start})", input_=search.d_max))
     for name in request.grid:
         if name == "seed":
             errors.append(error(("body", "grid", "seed"), "sweep seeds with `seeds`, not the grid"))
@@ -118,6 +164,17 @@ def _check_shape(request: ExperimentCreate, grid: dict, seeds: list, individual:
             errors.append(error(("body", "seeds", i), f"seed {seed} appears twice"))
     members = math.prod(len(values) for values in grid.values()) * len(seeds)
     baselines = math.prod(len(v) for v in baseline_grid.values()) * len(seeds) if individual else 0
+    if search is not None:
+        if search.d_start > search.d_max:
+            return errors
+        rounds = search_rounds_at_most(search.model_dump())
+        groups, members = members // len(seeds), members * rounds
+        if members + baselines > settings.max_experiment_runs:
+            errors.append(error(("body", "search", "max_rounds"), f"this search could queue up to {members + baselines} "
+                                f"runs ({groups} groups × {len(seeds)} seeds × {rounds} rounds + {baselines} "
+                                f"baselines), more than the limit of {settings.max_experiment_runs}: lower max_rounds "
+                                "or d_max, or sweep fewer values or seeds", "too_many_runs"))
+        return errors
     if members + baselines > settings.max_experiment_runs:
         errors.append(error(("body", "grid"), f"this experiment would queue {members + baselines} runs "
                             f"({members} grid runs + {baselines} baselines), more than the limit of "
@@ -125,9 +182,17 @@ def _check_shape(request: ExperimentCreate, grid: dict, seeds: list, individual:
     return errors
 
 
-def _locator(base: dict, combo: dict[str, int], seed_index: int):
-    """Where an error on a field lies in the request: the grid value, the seed, or the base."""
+def search_rounds_at_most(search: dict) -> int:
+    """The most rounds a group's search with these parameters can take (backend.analysis.search)."""
+    return max_rounds_needed(Parameters(**search))
+
+
+def _locator(base: dict, combo: dict[str, int], seed_index: int, searched: bool = False):
+    """Where an error on a field lies in the request: the grid value, the seed, or the base
+    (for a search, d is search.d_start or search.d_max)."""
     def locate(name: str) -> Loc:
+        if searched and name == "d":
+            return ("body", "search", "d_max" if combo.get("d") else "d_start")
         if name in combo:
             return ("body", "grid", name, combo[name])
         if name == "seed":
@@ -143,8 +208,9 @@ class _Errors:
         self.errors: list[dict] = []
         self._seen: set[str] = set()
 
-    def add(self, exc: ValidationError, locate, point: dict) -> None:
+    def add(self, exc: ValidationError, locate, point: dict, note: str = "") -> None:
         for entry in config_errors(exc, locate, ctx={"grid_point": {k: echo(v) for k, v in point.items()}} if point else None):
+            entry["msg"] += note
             key = json.dumps([entry["loc"], entry["msg"]], default=str)
             if key not in self._seen and len(self.errors) < MAX_REPORTED_ERRORS:
                 self._seen.add(key)

@@ -53,9 +53,38 @@ class Experiment(Base):
     grid: Mapped[dict] = mapped_column(JSON, default=dict)
     seeds: Mapped[list] = mapped_column(JSON, default=list)
     baseline: Mapped[dict] = mapped_column(JSON, default=dict)      # {"mode": "individual"|"global"|None, "value": …}
+    # kind "search": {"d_start", "tolerance", "d_max", "max_rounds"} (backend.analysis.search.Parameters)
+    search: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     runs: Mapped[list["Run"]] = relationship(back_populates="experiment", order_by="Run.id")
+    search_groups: Mapped[list["SearchGroup"]] = relationship(order_by="SearchGroup.position",
+                                                              cascade="all, delete-orphan")
+
+
+class SearchGroup(Base):
+    """The adaptive search of one group of a search experiment (one combination of its grid fields).
+
+    `rounds` lists the evaluated d in order: [{"round", "d", "run_ids", "mean", "n", "reached",
+    "diverged"}, …], the last one possibly still running (mean and reached null). The bracket
+    (lo, hi] holds the crossing of the threshold. Rounds are appended under a lock on the
+    experiment row (`backend.search_rounds`), so two workers finishing at once queue one round.
+    """
+
+    __tablename__ = "search_groups"
+    __table_args__ = (UniqueConstraint("experiment_id", "position", name="uq_search_groups_experiment_position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)                  # the group's place in the grid's order
+    grid_values: Mapped[dict] = mapped_column(JSON, default=dict)   # e.g. {"augmentation": "rff"}
+    status: Mapped[str] = mapped_column(String(20), default="searching", index=True)  # backend.analysis.search.STATUSES
+    reason: Mapped[str | None] = mapped_column(Text)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    bracket_lo: Mapped[int | None] = mapped_column(Integer)
+    bracket_hi: Mapped[int | None] = mapped_column(Integer)
+    rounds: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Run(Base):

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import lifecycle
+from backend import lifecycle, search_rounds
 from backend.db import make_engine
 from backend.models import CANCELLED, FAILED, Run, RunArtifact
 from backend.settings import Settings
+from idlab import metrics as M
 from idlab.config import RunConfig, validation_messages
 from worker import presence
 from worker.devices import configure_torch_threads, device_label
@@ -100,6 +101,7 @@ class Execution:
         from worker.subspace.training import train
 
         config = self.config()
+        self.recorder.enter_phase(M.PREPARING)
         threads = configure_torch_threads(self.settings.torch_threads)
         self.describe_device(config)
         with self.sessions() as session:
@@ -109,7 +111,8 @@ class Execution:
         except (DatasetMissing, DatasetCorrupt, DownloadError) as problem:
             raise RunSetupError(str(problem)) from problem
         log.info("run %s: training (%s, d=%s, %s threads)", self.run_id, config.projection, config.d, threads)
-        return train(config, splits, self.recorder, from_run_stats=from_run_stats)
+        return train(config, splits, self.recorder, from_run_stats=from_run_stats,
+                     on_phase=self.recorder.enter_phase)
 
     def config(self) -> RunConfig:
         try:
@@ -150,7 +153,15 @@ class Execution:
                         self.run_id, status)
             return "lost"
         log.info("run %s %s%s", self.run_id, status, f": {error}" if error else "")
+        self.advance_search()
         return status
+
+    def advance_search(self) -> None:
+        """If the run belongs to a search experiment, queue the next round its finish completed."""
+        try:
+            search_rounds.advance_after_run(self.sessions, self.run_id, self.settings)
+        except Exception:  # the run's outcome stands; the reaper's next pass advances the search
+            log.exception("run %s: could not advance its experiment's search", self.run_id)
 
     def cancel_requested(self) -> bool:
         with self.sessions() as session:

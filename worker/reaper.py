@@ -11,7 +11,11 @@ Two repairs, both decided by the database, never by the broker:
    was killed (the filesystem broker never redelivers; Redis only after its
    visibility timeout). Its message is sent again.
 
-(3. At its shutdown a worker sends again the messages of the runs it handed back:
+3. A search experiment whose round has finished gets its next round
+   (`backend.search_rounds.advance_pending`): the worker that finished the round's
+   last run queues it, unless it died first.
+
+(4. At its shutdown a worker sends again the messages of the runs it handed back:
    `resend_handed_back`.)
 
 Several reapers may run at once (`idlab serve` and every `idlab worker`): each
@@ -29,7 +33,7 @@ from celery import Celery
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from backend import lifecycle
+from backend import lifecycle, search_rounds
 from backend.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker, utcnow
 from backend.settings import Settings
 from worker.celery_app import enqueue_run, queue_for
@@ -46,18 +50,20 @@ class ReapSummary:
     failed: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
     resent: list[int] = field(default_factory=list)
+    searched: list[int] = field(default_factory=list)    # runs of search rounds it queued
 
     def __bool__(self) -> bool:
-        return bool(self.requeued or self.failed or self.cancelled or self.resent)
+        return bool(self.requeued or self.failed or self.cancelled or self.resent or self.searched)
 
 
 def reap(session: Session, settings: Settings, celery: Celery, now: datetime | None = None) -> ReapSummary:
-    """One pass of both repairs; returns the ids it changed."""
+    """One pass of the three repairs; returns the ids it changed."""
     now = now or utcnow()
     stale_before = now - timedelta(seconds=settings.stale_after_seconds)
     summary = ReapSummary()
     reap_vanished(session, settings, celery, stale_before, summary)
     resend_lost(session, celery, stale_before, summary)
+    summary.searched = search_rounds.advance_pending(session, settings, celery)
     return summary
 
 

@@ -8,6 +8,10 @@ The baseline is the experiment's global number, or else ("individual") the mean
 final test accuracy of its succeeded direct-training runs that match the group on
 the fields direct training depends on; until one has succeeded it is None, and so
 are the threshold and the d_int90 fields.
+
+A search experiment's groups are summarised the same way, from the d its search
+evaluated; each group also carries its search's state (`search`: status, bracket,
+rounds), read from the experiment's search groups.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ N_BOOTSTRAP = 1000
 ACCURACY = "test_acc"
 
 
-def summarize(experiment: Experiment, runs: Sequence[Run]) -> dict:
+def summarize(experiment: Experiment, runs: Sequence[Run], search_groups: Sequence = ()) -> dict:
     fields = [name for name in experiment.grid if name not in ("d", "seed")]
     members = [run for run in runs if run.role == MEMBER]
     baselines = [run for run in runs if run.role == BASELINE]
@@ -48,10 +52,15 @@ def summarize(experiment: Experiment, runs: Sequence[Run]) -> dict:
         else:
             baseline = None
         summaries.append({**values, **_group(members_of_group, baseline)})
+    searches = {_key(group.grid_values, fields): search_state(group) for group in search_groups}
+    for summary in summaries if searches else ():
+        summary["search"] = searches.get(_key(summary, fields))
 
     shared = {g["baseline"] for g in summaries}
     baseline = shared.pop() if len(shared) == 1 else (float(experiment.baseline["value"]) if mode == "global" else None)
     return {
+        "kind": experiment.kind or "grid",
+        "search": experiment.search,
         "fields": fields,
         "groups": summaries,
         "baseline": baseline,
@@ -62,7 +71,7 @@ def summarize(experiment: Experiment, runs: Sequence[Run]) -> dict:
 
 
 def _group(runs: list[Run], baseline: float | None) -> dict:
-    results = [(run.config["d"], _accuracy(run)) for run in runs if run.status == SUCCEEDED]
+    results = [(run.config["d"], final_accuracy(run)) for run in runs if run.status == SUCCEEDED]
     counts = dict(Counter(run.status for run in runs))
     D = runs[0].D  # noqa: N806 - the paper's name
     if baseline is None:
@@ -74,16 +83,28 @@ def _group(runs: list[Run], baseline: float | None) -> dict:
             "baseline": report["baseline"], "threshold": report["threshold"], "D": D, "counts": counts}
 
 
+def search_state(group) -> dict:
+    """A search group as the summary shows it (backend.models.SearchGroup)."""
+    return {"status": group.status, "reason": group.reason, "decided": group.status == "decided",
+            "bracket": [group.bracket_lo, group.bracket_hi], "threshold": group.threshold,
+            "rounds": list(group.rounds or [])}
+
+
+def matching_baselines(baselines: Sequence, group_values: dict) -> list:
+    """The baseline runs of a group: those that match it on the fields direct training depends on."""
+    relevant = {name: value for name, value in group_values.items() if name not in SUBSPACE_ONLY}
+    return [run for run in baselines if all(_same(run.config.get(name), value) for name, value in relevant.items())]
+
+
 def _baseline_accuracy(baselines: list[Run], group_values: dict) -> float | None:
     """Mean final accuracy of the succeeded baselines matching the group on the fields direct training uses."""
-    relevant = {name: value for name, value in group_values.items() if name not in SUBSPACE_ONLY}
-    accuracies = [_accuracy(run) for run in baselines if run.status == SUCCEEDED
-                  and all(_same(run.config.get(name), value) for name, value in relevant.items())]
+    accuracies = [final_accuracy(run) for run in matching_baselines(baselines, group_values) if run.status == SUCCEEDED]
     accuracies = [a for a in accuracies if a is not None]
     return float(np.mean(accuracies)) if accuracies else None
 
 
-def _accuracy(run: Run) -> float | None:
+def final_accuracy(run: Run) -> float | None:
+    """The run's final test accuracy, or None when it reported none (or a non-finite one)."""
     value = (run.final_metrics or {}).get(ACCURACY)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None

@@ -1,4 +1,5 @@
-"""/api/experiments: sweeps of runs (base × grid × seeds + baseline), their summary, export and events."""
+"""/api/experiments: sweeps of runs (base × grid × seeds + baseline) or searches of d, their summary,
+export and events."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from backend import lifecycle
+from backend import lifecycle, search_rounds
 from backend.analysis import export
 from backend.analysis.summary import summarize
 from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
 from backend.events import experiment_events
-from backend.grid import BASELINE, plan_experiment
-from backend.models import Experiment, Run
+from backend.grid import BASELINE, plan_experiment, search_rounds_at_most
+from backend.models import Experiment, Run, SearchGroup
 from backend.routers.runs import enqueue
 from backend.schemas.common import MAX_ID, json_safe
 from backend.schemas.experiments import (
@@ -56,19 +57,26 @@ def status_counts(session: Session, experiment_ids: list[int]) -> dict[int, dict
 
 
 def preview(plan) -> dict:
-    """What an experiment request would queue: its runs with D, k and dense-P memory."""
+    """What an experiment request would queue: its runs with D, k and dense-P memory (for a search: its
+    first round and the baselines, and how many runs it could queue at most)."""
     runs = [{"role": p.role, "config": p.config.model_dump(mode="json"), "D": p.config.D,
              "k": p.config.k if p.config.method == "subspace" else p.config.D,
              "dense_p_bytes": p.config.dense_p_bytes() if p.config.method == "subspace"
              and p.config.projection == "dense" else 0} for p in plan.runs]
     dense = [r["dense_p_bytes"] for r in runs]
-    return {"run_count": len(runs), "baseline_count": sum(r["role"] == BASELINE for r in runs), "runs": runs,
-            "total_dense_p_bytes": sum(dense), "max_dense_p_bytes": max(dense, default=0),
-            "warnings": sorted({w for p in plan.runs for w in p.config.warnings})}
+    answer = {"kind": plan.kind, "run_count": len(runs), "baseline_count": sum(r["role"] == BASELINE for r in runs),
+              "runs": runs, "total_dense_p_bytes": sum(dense), "max_dense_p_bytes": max(dense, default=0),
+              "warnings": sorted({w for p in plan.runs for w in p.config.warnings})}
+    if plan.search is not None:
+        baselines, rounds = answer["baseline_count"], search_rounds_at_most(plan.search)
+        answer.update(search=plan.search, group_count=len(plan.groups), groups=plan.groups, max_rounds_per_group=rounds,
+                      max_run_count=(len(runs) - baselines) * rounds + baselines)
+    return answer
 
 
 def describe(experiment: Experiment, counts: dict[str, int]) -> dict:
-    return {"id": experiment.id, "name": experiment.name, "created_at": experiment.created_at,
+    return {"id": experiment.id, "name": experiment.name, "kind": experiment.kind or "grid",
+            "search": experiment.search, "created_at": experiment.created_at,
             "base": experiment.base_config, "grid": experiment.grid, "seeds": experiment.seeds,
             "baseline": experiment.baseline or {"mode": None, "value": None},
             "run_count": sum(counts.values()), "counts": counts}
@@ -80,16 +88,23 @@ def create_experiment(request: ExperimentCreate, session: SessionDep, settings: 
                           description="Validate and expand only: answer the runs it would queue, their sizes "
                                       "and memory, and store nothing.")] = False) -> dict | JSONResponse:
     """Expand base × grid × seeds (+ one direct-training run per seed when `baseline` is true),
-    validate every run, store them all and queue them; nothing is stored if any run is invalid."""
+    validate every run, store them all and queue them; nothing is stored if any run is invalid.
+
+    With `search`, the grid's combinations are groups whose d is searched: what is queued now is
+    round 1 (every group at search.d_start × seeds) and the baselines; each next round is queued
+    as the previous one finishes."""
     plan = plan_experiment(request, settings)
     if dry_run:
         return JSONResponse(jsonable_encoder(preview(plan)))
-    experiment = Experiment(name=request.name, kind="grid", base_config=plan.base, grid=plan.grid,
-                            seeds=plan.seeds, baseline=plan.baseline)
+    experiment = Experiment(name=request.name, kind=plan.kind, base_config=plan.base, grid=plan.grid,
+                            seeds=plan.seeds, baseline=plan.baseline, search=plan.search)
     session.add(experiment)
     session.flush()
     runs = [lifecycle.new_run(p.config, experiment_id=experiment.id, role=p.role) for p in plan.runs]
     session.add_all(runs)
+    if plan.search is not None:
+        session.flush()
+        session.add_all(search_rounds.first_round(plan, runs))
     session.commit()
     # Baselines first: every group's threshold waits for them.
     warnings = [w for run in sorted(runs, key=lambda r: r.role != BASELINE) for w in enqueue(celery, run)]
@@ -125,10 +140,13 @@ def read_experiment(experiment_id: ExperimentId, session: SessionDep) -> dict:
 def experiment_summary(experiment_id: ExperimentId, session: SessionDep) -> dict:
     """Per combination of the grid fields other than d (e.g. per augmentation): mean ± std of the
     final test accuracy over seeds at each d, the baseline, the threshold 0.9 × baseline, and
-    d_int90 — the smallest d reaching it, interpolated, and a bootstrap 95 % interval."""
+    d_int90 — the smallest d reaching it, interpolated, and a bootstrap 95 % interval.
+    For a search experiment, each group also has `search`: its rounds, bracket and status."""
     experiment = get_experiment(session, experiment_id)
     runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)).all()
-    return json_safe(summarize(experiment, runs))
+    groups = session.scalars(select(SearchGroup).where(SearchGroup.experiment_id == experiment_id)
+                             .order_by(SearchGroup.position)).all()
+    return json_safe(summarize(experiment, runs, groups))
 
 
 @router.get("/{experiment_id}/export", summary="Every run's config and final metrics, as CSV or JSON",

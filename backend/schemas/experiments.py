@@ -1,4 +1,8 @@
-"""Experiments: a base config × a grid × seeds (+ a baseline), their lists and their summary."""
+"""Experiments: a base config × a grid × seeds (+ a baseline), their lists and their summary.
+
+An experiment of kind "search" sweeps the grid fields other than d, and searches d itself
+(backend/analysis/search.py): its `search` parameters replace a grid of d.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,30 @@ def _accuracy_or_flag(value: bool | float | None) -> bool | float | None:
 
 
 Baseline = Annotated[bool | float | None, AfterValidator(_accuracy_or_flag)]
+Kind = Literal["grid", "search"]
+SearchStatus = Literal["searching", "decided", "stopped", "blocked"]
+MAX_SEARCH_ROUNDS = 100
+MAX_D = 10_000_000
+
+
+class SearchParameters(BaseModel):
+    """An automatic search for d_int90 in place of a grid of d: per group, d is doubled from d_start
+    until the mean accuracy over the seeds reaches 0.9 × baseline, then bisected on a log scale."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"d_start": 8, "tolerance": 0.1, "d_max": 100_000, "max_rounds": 30}]})
+
+    d_start: int = Field(8, ge=1, le=MAX_D, description=(
+        "The first d evaluated. It is doubled until the threshold is reached (halved, if d_start reaches it at once)."))
+    tolerance: float = Field(0.1, gt=0, le=10, description=(
+        "Relative width at which a group is decided: bisection stops when hi / lo ≤ 1 + tolerance "
+        "(or hi − lo ≤ 1), d_int90 lying in (lo, hi]."))
+    d_max: int = Field(20_000, ge=1, le=MAX_D, description=(
+        "The largest d evaluated: a group that falls short of the threshold at d_max stops, not reached. "
+        "Every run is validated at d_max too (a dense P or RFF's B grows with d)."))
+    max_rounds: int = Field(30, ge=1, le=MAX_SEARCH_ROUNDS, description=(
+        "Rounds per group at most (each round: one d, every seed); a group still undecided then stops "
+        "with its bracket so far."))
 
 
 class ExperimentCreate(BaseModel):
@@ -49,6 +77,11 @@ class ExperimentCreate(BaseModel):
     baseline: Baseline = Field(False, description=(
         "true: also queue one direct-training run per seed (the 'individual' baseline); "
         "a number: a global baseline accuracy (e.g. 1.0 for MNIST); false: none."))
+    search: SearchParameters | None = Field(None, description=(
+        "Search d automatically instead of sweeping a grid of d (the experiment's kind is then \"search\"): "
+        "the grid must not contain d, and a baseline is required (its 90 % is the threshold searched for). "
+        "Every other grid field makes a group searched on its own; every d evaluated runs every seed. "
+        "Rounds are queued as the previous ones finish."))
 
 
 class BaselineOut(BaseModel):
@@ -59,6 +92,8 @@ class BaselineOut(BaseModel):
 class ExperimentOut(BaseModel):
     id: int
     name: str
+    kind: Kind = Field(description="\"grid\": the runs of base × grid × seeds; \"search\": d is searched per group.")
+    search: SearchParameters | None = Field(description="The search's parameters (kind \"search\"), else null.")
     created_at: datetime
     base: dict[str, Any]
     grid: dict[str, list[Any]]
@@ -111,9 +146,37 @@ class SummaryGroup(BaseModel):
     threshold: float | None
     D: int | None
     counts: dict[str, int]
+    search: SearchStateOut | None = Field(None, description="Kind \"search\": the group's rounds, bracket and status.")
+
+
+class SearchRoundOut(BaseModel):
+    round: int
+    d: int
+    run_ids: list[int]
+    mean: float | None = Field(description="Mean final test accuracy over the round's seeds (null until they finish).")
+    n: int = Field(description="Seeds with an accuracy.")
+    reached: bool | None = Field(description="Whether the mean reached the threshold (a diverged seed: no); "
+                                             "null while the round runs.")
+    diverged: int = 0
+
+
+class SearchStateOut(BaseModel):
+    """Where one group's search stands."""
+
+    status: SearchStatus = Field(description="searching: a round is queued or running; decided: the bracket is "
+                                             "within the tolerance; stopped: d_max or max_rounds was hit (see "
+                                             "reason); blocked: a run failed or was cancelled — retry it to go on.")
+    reason: str | None
+    decided: bool
+    bracket: list[int | None] = Field(description="[lo, hi]: the largest d short of the threshold and the smallest "
+                                                  "reaching it (null: not known yet); d_int90 lies in (lo, hi].")
+    threshold: float | None
+    rounds: list[SearchRoundOut]
 
 
 class SummaryOut(BaseModel):
+    kind: Kind = "grid"
+    search: SearchParameters | None = None
     fields: list[str] = Field(description="The grid fields the groups differ by.")
     groups: list[SummaryGroup]
     baseline: float | None = Field(description="The baseline accuracy shared by all groups (null until known, "

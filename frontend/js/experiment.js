@@ -1,6 +1,8 @@
 // One experiment: test accuracy against d per group (mean ± std over seeds, baseline, 90% threshold,
 // d_int90 with its interval), the d_int90 table, overlaid convergence of chosen runs, the P
-// distributions across d, exports, and its runs. Everything grows as runs finish.
+// distributions across d, exports, and its runs. Everything grows as runs finish. A search
+// experiment also shows, per group, its rounds (the d evaluated, their mean accuracy) and the
+// bracket (lo, hi] that holds d_int90, narrowing as rounds finish.
 
 import { api } from "./api.js";
 import { config as plotConfig, emptyChart, layout, loadPlotly, pngButton, purge } from "./charts.js";
@@ -14,6 +16,14 @@ const POLL_MS = 3000;
 const OVERLAY_POINTS = 600;
 const MAX_DEFAULT_OVERLAY = 8;
 const METRICS = [["test_acc", "test accuracy"], ["train_acc", "train accuracy"], ["train_loss", "train loss"], ["test_loss", "test loss"]];
+// A search group's status, drawn with the run-status chip of the same meaning.
+const SEARCH_CHIPS = { searching: "running", decided: "succeeded", stopped: "diverged", blocked: "failed" };
+const SEARCH_HELP = {
+  searching: "a round is queued or running; the next one is queued when it finishes",
+  decided: "the bracket is within the tolerance: d_int90 lies in (lo, hi]",
+  stopped: "the search ended without a decision (see why)",
+  blocked: "a run failed or was cancelled: retry it and the search goes on",
+};
 
 function relabel(button, text) {
   button.textContent = text;
@@ -99,6 +109,49 @@ function accuracyFigure(summary) {
   return { traces, layout: fig, count: xs.length };
 }
 
+// ---- a search's rounds -------------------------------------------------------------------------
+
+export function searchText(search) {
+  if (!search) return "";
+  return `Search for d: from d = ${fmtInt(search.d_start)}, doubled (up to d_max = ${fmtInt(search.d_max)}) until the mean ` +
+    `reaches the threshold, then bisected on a log scale until hi / lo ≤ ${fmtNum(1 + search.tolerance)}; at most ${search.max_rounds} rounds per group`;
+}
+
+function bracketText(bracket) {
+  const [lo, hi] = bracket || [null, null];
+  if (lo === null && hi === null) return "–";
+  return `(${lo === null ? "0" : fmtInt(lo)}, ${hi === null ? "∞" : fmtInt(hi)}]`;
+}
+
+function roundsFigure(summary) {
+  const fields = summary.fields || [];
+  const traces = [];
+  const shapes = [];
+  summary.groups.forEach((group, i) => {
+    const rounds = group.search?.rounds || [];
+    if (!rounds.length) return;
+    const color = PALETTE[i % PALETTE.length];
+    const label = groupLabel(group, fields);
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: label, x: rounds.map((r) => r.round), y: rounds.map((r) => r.d),
+      line: { color, width: 1.6, dash: "dot" },
+      marker: { color, size: 10, symbol: rounds.map((r) => (r.reached === null ? "circle-open-dot" : r.reached ? "circle" : "circle-open")),
+        line: { color, width: 2 } },
+      customdata: rounds.map((r) => [r.mean === null ? "running" : fmtPct(r.mean), r.reached === null ? "" : r.reached ? "reached" : "short"]),
+      hovertemplate: `${label}<br>round %{x}: d = %{y}<br>mean test acc %{customdata[0]} %{customdata[1]}<extra></extra>`,
+    });
+    const [lo, hi] = group.search.bracket || [null, null];
+    const last = rounds[rounds.length - 1].round;
+    if (lo !== null && hi !== null) {
+      shapes.push({ type: "rect", x0: 0.5, x1: last + 0.5, y0: lo, y1: hi, fillcolor: rgba(color, 0.12), line: { width: 0 }, layer: "below" });
+    }
+  });
+  return { traces, layout: layout({
+    xaxis: { title: { text: "round" }, dtick: 1 }, yaxis: { type: "log", title: { text: "d evaluated (log scale)" } },
+    shapes, hovermode: "closest", showlegend: traces.length > 1, margin: { l: 60, r: 16, t: 12, b: 42 },
+  }) };
+}
+
 // ---- the page ---------------------------------------------------------------------------------
 
 export async function renderExperimentPage(root, experimentId) {
@@ -127,9 +180,20 @@ export async function renderExperimentPage(root, experimentId) {
       h("button.danger", { onclick: cancelRemaining, title: "Cancel every queued or running run of this experiment" }, "Cancel remaining")));
   const gridText = Object.entries(experiment.grid || {}).map(([k, vals]) => `${k} ∈ {${vals.map(fmtValue).join(", ")}}`).join(" × ");
   const baseline = experiment.baseline || {};
-  const info = h("p.muted", { style: { margin: "-6px 0 12px" } },
-    gridText ? `Grid: ${gridText}` : "No grid", ` · seeds ${JSON.stringify(experiment.seeds || [])}`,
-    ` · baseline: ${baseline.mode === "global" ? `global ${fmtPct(baseline.value)}` : baseline.mode === "individual" ? "individual (direct-training runs)" : "none"}`);
+  const searching = experiment.kind === "search";
+  const info = h("p.muted", { style: { margin: "-6px 0 12px" }, dataset: { kind: experiment.kind || "grid" } },
+    gridText ? `Grid: ${gridText}` : searching ? "One group" : "No grid", ` · seeds ${JSON.stringify(experiment.seeds || [])}`,
+    ` · baseline: ${baseline.mode === "global" ? `global ${fmtPct(baseline.value)}` : baseline.mode === "individual" ? "individual (direct-training runs)" : "none"}`,
+    searching ? h("br") : null, searching ? searchText(experiment.search) : null);
+
+  // ---- search: rounds and bracket per group ----
+  const searchBody = h("div.search-groups");
+  const roundsDiv = h("div.chart", { dataset: { chart: "search-rounds" } });
+  const searchPanel = searching ? h("div.panel", { dataset: { section: "search" } },
+    h("div.panel-head", h("h2", "Search for d_int90"),
+      h("span.faint", "each round evaluates one d with every seed; filled: the mean reached the threshold, hollow: it fell short; band: the bracket (lo, hi]"),
+      h("div.actions", pngButton(() => roundsDiv, `experiment-${experiment.id}-search-rounds`))),
+    h("div.grid2", roundsDiv, searchBody)) : null;
 
   // ---- main chart ----
   const mainDiv = h("div.chart.tall", { dataset: { chart: "accuracy-vs-d" } });
@@ -174,7 +238,7 @@ export async function renderExperimentPage(root, experimentId) {
   });
   const runsPanel = h("div.panel", h("div.panel-head", h("h2", "Runs")), table.node);
 
-  root.append(head, info, mainPanel, dintPanel, h("div.grid2", overlayPanel, distPanel), runsPanel);
+  root.append(head, info, mainPanel, searchPanel, dintPanel, h("div.grid2", overlayPanel, distPanel), runsPanel);
 
   // ---- data ----
   const paintCounts = () => {
@@ -218,6 +282,49 @@ export async function renderExperimentPage(root, experimentId) {
     }
     paintDint();
     paintGroupSelect();
+    if (searching) await paintSearch();
+  }
+
+  async function paintSearch() {
+    const fields = summary?.fields || [];
+    const groups = (summary?.groups || []).filter((g) => g.search);
+    searchBody.replaceChildren(...(groups.length ? groups.map((g) => searchGroupNode(g, summary.groups.indexOf(g), fields))
+      : [h("p.muted", "The search state appears with its first round.")]));
+    if (!groups.some((g) => (g.search.rounds || []).length)) { emptyChart(roundsDiv, "No rounds yet."); return; }
+    const Plotly = await loadPlotly();
+    if (closed) return;
+    const fig = roundsFigure(summary);
+    if (!roundsDiv.data) clear(roundsDiv);
+    await Plotly.react(roundsDiv, fig.traces, fig.layout, plotConfig(`experiment-${experiment.id}-search-rounds`));
+  }
+
+  function searchGroupNode(group, index, fields) {
+    const search = group.search;
+    const label = groupLabel(group, fields);
+    const [lo, hi] = search.bracket || [null, null];
+    const reached = group.d_int90 !== null && group.d_int90 !== undefined;
+    const [ilo, ihi] = group.d_int90_interval || [null, null];
+    const rows = (search.rounds || []).map((r) => {
+      const statuses = r.run_ids.map((id) => runsById.get(id)?.status).filter(Boolean);
+      const done = statuses.filter((st) => FINISHED.has(st)).length;
+      const verdict = r.reached === null ? h("span.muted", `${done}/${r.run_ids.length} finished`)
+        : r.reached ? h("span.chip.st-succeeded", "reached") : h("span.chip.st-failed", r.diverged ? `short (${r.diverged} diverged)` : "short");
+      return h("tr", { dataset: { round: r.round, d: r.d } },
+        h("td.num", String(r.round)), h("td.num", fmtInt(r.d)), h("td.num", r.mean === null ? "–" : fmtPct(r.mean)),
+        h("td.num", `${r.n}/${r.run_ids.length}`), h("td", verdict));
+    });
+    return h("div.search-group", { dataset: { searchGroup: label, status: search.status }, style: { marginBottom: "12px" } },
+      h("div.panel-controls",
+        h("strong", h("span.legend-swatch", { style: { background: PALETTE[index % PALETTE.length] } }), label),
+        h(`span.chip.st-${SEARCH_CHIPS[search.status] || "queued"}`, { title: SEARCH_HELP[search.status] || "", dataset: { searchStatus: search.status } }, search.status),
+        h("span", { dataset: { bracket: JSON.stringify(search.bracket) }, title: "d_int90 lies in (lo, hi]: lo fell short of the threshold, hi reached it" },
+          `bracket ${bracketText(search.bracket)}`, lo !== null && hi !== null ? h("span.faint", ` · hi / lo = ${fmtNum(hi / lo, 3)}`) : null),
+        h("span", { dataset: { dint90: reached ? group.d_int90 : "" } }, reached
+          ? `d_int90 = ${fmtInt(group.d_int90)} (interpolated ${fmtNum(group.d_int90_interpolated)}, interval [${fmtNum(ilo)}, ${ihi === null ? "not reached" : fmtNum(ihi)}])`
+          : "d_int90 not known yet")),
+      search.reason ? h("p.faint", { style: { margin: "0 0 6px" }, dataset: { reason: "" } }, search.reason) : null,
+      h("div.table-wrap", h("table.data.rounds", h("thead", h("tr",
+        ["Round", "d", "Mean test acc", "Seeds", "vs threshold"].map((t, i) => h(`th${i < 4 ? ".num" : ""}`, t)))), h("tbody", rows))));
   }
 
   function paintDint() {
@@ -429,6 +536,6 @@ export async function renderExperimentPage(root, experimentId) {
     closed = true;
     poll.stop();
     table.stop();
-    [mainDiv, overlayDiv, distDiv, stdDiv].forEach(purge);
+    [mainDiv, overlayDiv, distDiv, stdDiv, roundsDiv].forEach(purge);
   };
 }

@@ -44,13 +44,16 @@ export async function renderExperimentsPage(root, query) {
     const keep = new Set();
     for (const e of items) {
       keep.add(e.id);
-      const signature = JSON.stringify([e.counts, e.run_count, e.name]);
+      const signature = JSON.stringify([e.counts, e.run_count, e.name, e.kind]);
       let row = rows.get(e.id);
       if (row && row.signature === signature) { body.append(row.tr); continue; }
       const counts = e.counts || {};
       const total = e.run_count ?? Object.values(counts).reduce((a, b) => a + b, 0);
       const finished = [...FINISHED].reduce((n, s) => n + (counts[s] || 0), 0);
-      const grid = Object.entries(e.grid || {}).map(([k, v]) => `${k}: ${v.map(fmtValue).join(", ")}`).join(" · ");
+      const swept = Object.entries(e.grid || {}).map(([k, v]) => `${k}: ${v.map(fmtValue).join(", ")}`);
+      // A search experiment has no grid of d: it looks for d_int90 itself, within its tolerance.
+      if (e.kind === "search" && e.search) swept.unshift(`d: searched from ${fmtValue(e.search.d_start)}, within ×${fmtValue(1 + e.search.tolerance)}`);
+      const grid = swept.join(" · ");
       const b = e.baseline || {};
       const tr = h("tr", { dataset: { experimentId: e.id } },
         h("td", h("a", { href: `#/experiments/${e.id}` }, `#${e.id}`)),
