@@ -1,0 +1,254 @@
+"""idlab.client against a real `idlab serve` with an API token: runs, experiments, waiting with
+progress, DataFrames that match the API's JSON, field-named errors (local and the lab's 422),
+cancel and retry, and an import that loads no server or engine code."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from idlab.client import (FINISHED, Lab, LabAuthError, LabConflict, LabNotFound, LabTimeout,
+                          LabValidationError)
+from tests.client.conftest import REPO, TOKEN
+from tests.lab.lab_processes import LONG, TINY, wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+#: Short runs: an experiment of ten finishes in seconds on one worker thread.
+QUICK = dict(TINY, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def lab(served_lab):
+    with Lab(served_lab.url, token=TOKEN, timeout=30) as client:
+        yield client
+
+
+def api(served_lab, path: str, **params) -> dict:
+    """The API's own JSON, read without the client."""
+    response = httpx.get(f"{served_lab.url}/api{path}", params=params, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+# ---- what the client is made of -------------------------------------------------------------------
+
+
+def test_importing_the_client_loads_no_server_or_engine_code(tmp_path):
+    code = ("import sys, idlab.client; idlab.client.Lab('http://127.0.0.1:1').close(); "
+            "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'fastapi', 'sqlalchemy', 'celery'}); "
+            "assert not loaded, f'importing idlab.client loaded {loaded}'")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_client_names_the_api_statuses_and_export_columns():
+    from backend.analysis.export import RUN_COLUMNS as EXPORT_COLUMNS
+    from backend.models import FINISHED as API_FINISHED
+    from idlab.client import RUN_COLUMNS
+
+    assert FINISHED == API_FINISHED
+    assert RUN_COLUMNS[:len(EXPORT_COLUMNS)] == EXPORT_COLUMNS
+
+
+# ---- the token -----------------------------------------------------------------------------------
+
+
+def test_a_lab_with_a_token_refuses_changes_without_it_and_accepts_them_with_it(served_lab, lab, monkeypatch):
+    monkeypatch.delenv("IDLAB_API_TOKEN", raising=False)
+    anonymous = Lab(served_lab.url)
+    health = anonymous.health()                         # reads stay open
+    assert health["status"] == "ok" and health["workers_alive"] >= 1, health
+    with pytest.raises(LabAuthError) as refused:
+        anonymous.submit_run(QUICK)
+    assert refused.value.status_code == 401
+    assert "API token" in str(refused.value) and "token=" in str(refused.value)
+    with pytest.raises(LabAuthError, match="wrong API token"):
+        Lab(served_lab.url, token="not-the-token").submit_run(QUICK)
+    anonymous.close()
+
+    run = lab.submit_run(QUICK)
+    assert run["status"] == "queued" and run["config"]["d"] == QUICK["d"]
+    assert lab.wait(run, timeout=120, quiet=True)["status"] == "succeeded"
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+
+
+def test_submit_a_run_wait_for_it_and_read_its_metrics(served_lab, lab, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)     # no tqdm: the plain text progress
+    run = lab.submit_run(QUICK, seed=3)
+    assert run["config"]["seed"] == 3 and run["config"]["epochs"] == 1
+
+    done = lab.wait(run, timeout=120)
+    assert done["status"] == "succeeded", done
+    assert 0 <= done["final_metrics"]["test_acc"] <= 1 and done["final_metrics"]["d"] == QUICK["d"]
+    progress = capsys.readouterr().err
+    assert f"run {run['id']}: 2/2 steps  succeeded" in progress, progress   # 256 examples / batch 128, one epoch
+
+    metrics = lab.metrics(run)
+    assert list(metrics.columns) == ["step", "key", "value", "epoch"]
+    raw = api(served_lab, f"/runs/{run['id']}/metrics")
+    assert set(metrics["key"]) == set(raw["series"]) >= {"train_loss", "train_acc", "test_acc", "test_loss"}
+    for key, series in raw["series"].items():
+        rows = metrics[metrics["key"] == key]
+        assert list(rows["step"]) == series["steps"]
+        assert list(rows["value"]) == series["values"]
+        assert list(rows["epoch"]) == series["epochs"]
+    assert metrics.attrs["total"] == {key: s["total"] for key, s in raw["series"].items()}
+    test_acc = metrics[metrics["key"] == "test_acc"]
+    assert test_acc["value"].iloc[-1] == pytest.approx(done["final_metrics"]["test_acc"])
+
+    only = lab.metrics(run["id"], keys=["train_loss"])
+    assert set(only["key"]) == {"train_loss"} and len(only) == raw["series"]["train_loss"]["total"]
+
+    table = lab.runs(config={"seed": 3})
+    assert list(table["run_id"]) == [run["id"]]
+    row = table.iloc[0]
+    assert row["status"] == "succeeded" and row["config.d"] == QUICK["d"] and row["config.dataset"] == "synthetic"
+    assert row["final.test_acc"] == pytest.approx(done["final_metrics"]["test_acc"])
+    assert str(table["finished_at"].dtype).startswith("datetime64")
+
+
+def test_cancel_a_running_run_retry_it_and_cancel_it_again(lab):
+    run = lab.submit_run(LONG, epochs=500)    # minutes of training: still running when the cancel comes
+    wait_for(lambda: lab.run(run)["status"] == "running", 120, "the long run to start")
+    with pytest.raises(LabTimeout, match=f"run {run['id']} is still running"):
+        lab.wait(run, timeout=0.5, quiet=True)
+
+    lab.cancel(run)
+    cancelled = lab.wait(run, timeout=120, quiet=True)
+    assert cancelled["status"] == "cancelled", cancelled
+    with pytest.raises(LabConflict):
+        lab.cancel(run)
+
+    assert lab.retry(run)["status"] == "queued"
+    lab.cancel(run)
+    again = lab.wait(run, timeout=120, quiet=True)
+    assert again["status"] == "cancelled" and again["attempt"] >= 1
+    with pytest.raises(LabNotFound):
+        lab.run(10**9)
+
+
+# ---- experiments ---------------------------------------------------------------------------------
+
+
+def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsys):
+    request = dict(name="client sweep", base=QUICK, grid={"augmentation": ["linear", "rff"], "d": [10, 40]},
+                   seeds=[0, 1], baseline=True)
+    stored_before = len(lab.experiments())
+    preview = lab.preview_experiment(**request)
+    assert preview["run_count"] == 2 * 2 * 2 + 2 and preview["baseline_count"] == 2
+    assert len(lab.experiments()) == stored_before                     # a dry run stores nothing
+
+    created = lab.submit_experiment(**request)
+    assert len(created["run_ids"]) == 10
+    finished = lab.wait(created, timeout=240)
+    assert {run["status"] for run in finished["runs"]} == {"succeeded"}, finished
+    progress = capsys.readouterr().err
+    assert f"experiment {created['id']}" in progress and "10/10" in progress, progress
+
+    raw = api(served_lab, f"/experiments/{created['id']}/summary")
+    summary = lab.summary(created)
+    assert list(summary.columns) == ["augmentation", "d", "mean", "std", "n", "d_int90", "d_int90_interpolated",
+                                     "d_int90_low", "d_int90_high", "baseline", "threshold", "D"]
+    assert sorted(zip(summary["augmentation"], summary["d"])) == [("linear", 10), ("linear", 40), ("rff", 10), ("rff", 40)]
+    assert list(summary["n"]) == [2, 2, 2, 2]
+    for group in raw["groups"]:
+        rows = summary[summary["augmentation"] == group["augmentation"]]
+        assert list(rows["mean"]) == pytest.approx([p["mean"] for p in group["points"]])
+        assert list(rows["std"]) == pytest.approx([p["std"] for p in group["points"]])
+        assert _same(rows["d_int90"].iloc[0], group["d_int90"])
+        low, high = group["d_int90_interval"] or (None, None)
+        assert _same(rows["d_int90_low"].iloc[0], low) and _same(rows["d_int90_high"].iloc[0], high)
+    baseline = raw["baseline"]
+    assert baseline is not None and (summary["baseline"] == baseline).all()   # both baselines succeeded
+    assert summary["threshold"].tolist() == pytest.approx([0.9 * baseline] * 4)
+
+    export = lab.export(created)
+    assert sorted(export["run_id"]) == sorted(created["run_ids"])
+    assert (export["status"] == "succeeded").all() and sorted(export["role"]).count("baseline") == 2
+    members = export[export["role"] == "member"]
+    assert sorted(zip(members["config.augmentation"], members["config.d"], members["config.seed"])) == sorted(
+        (a, d, s) for a in ("linear", "rff") for d in (10, 40) for s in (0, 1))
+    listed = lab.runs(experiment_id=created["id"])
+    assert dict(zip(listed["run_id"], listed["final.test_acc"])) == pytest.approx(
+        dict(zip(export["run_id"], export["final.test_acc"])))
+
+
+def test_a_search_experiment_is_waited_for_until_no_group_is_searching(served_lab, lab):
+    openapi = httpx.get(f"{served_lab.url}/openapi.json", timeout=30).json()
+    schema = openapi["components"]["schemas"]["ExperimentCreate"]["properties"]
+    if "search" not in schema:
+        pytest.skip("this lab has no search experiments")
+    base = {name: value for name, value in QUICK.items() if name != "d"}   # the search chooses d
+    # A global baseline of 1.0: the threshold 0.9 is out of reach, so d doubles from 4 up to d_max 8 and stops.
+    created = lab.submit_experiment("client search", base=base, seeds=[0], baseline=1.0,
+                                    search={"d_start": 4, "d_max": 8, "max_rounds": 3})
+    assert created["kind"] == "search" and len(created["run_ids"]) == 1       # round 1 only
+
+    finished = lab.wait(created, timeout=240, quiet=True)
+    assert all(run["status"] in FINISHED for run in finished["runs"])
+    assert len(finished["runs"]) == 2, finished                               # round 2 was waited for too
+    summary = lab.summary(created)
+    assert list(summary["d"]) == [4, 8] and set(summary["search_status"]) == {"stopped"}
+    assert list(summary["bracket_lo"]) == [8, 8]
+
+
+def _same(value, expected) -> bool:
+    if expected is None:
+        return value is None or (isinstance(value, float) and math.isnan(value))
+    return value == pytest.approx(expected)
+
+
+# ---- errors that name the field ------------------------------------------------------------------
+
+
+def test_a_bad_config_is_refused_before_sending_naming_the_field(lab):
+    runs_before = len(lab.runs())
+    with pytest.raises(LabValidationError) as bad_run:
+        lab.submit_run(QUICK, d=0)
+    assert bad_run.value.fields == ["d"] and bad_run.value.status_code is None
+    assert "d: Input should be greater than 0 (got 0)" in str(bad_run.value)
+
+    with pytest.raises(LabValidationError) as bad_grid:
+        lab.submit_experiment("bad sweep", base=QUICK, grid={"d": [10, 0], "projection": ["sparse", "fastfood"]})
+    assert bad_grid.value.fields == ["grid.d[1]"] and bad_grid.value.status_code is None
+    with pytest.raises(LabValidationError) as bad_base:
+        lab.preview_experiment("bad base", base={**QUICK, "projection": "fastfood", "train_p": True}, grid={"d": [10]})
+    assert bad_base.value.fields == ["base.train_p"] and "dense" in str(bad_base.value)
+    assert len(lab.runs()) == runs_before
+
+
+def test_the_labs_422_becomes_the_same_exception_naming_the_fields(lab):
+    runs_before = len(lab.runs())
+    with pytest.raises(LabValidationError) as skipped_check:
+        lab.submit_run(QUICK, d=0, validate=False)
+    assert skipped_check.value.status_code == 422 and skipped_check.value.fields == ["d"]
+    assert "the lab refused the run config (422)" in str(skipped_check.value)
+
+    # Only the lab knows these: a seed given twice, a grid value repeated.
+    with pytest.raises(LabValidationError) as seeds:
+        lab.submit_experiment("twice", base=QUICK, seeds=[0, 0])
+    assert seeds.value.status_code == 422 and seeds.value.fields == ["seeds[1]"]
+    assert "appears twice" in str(seeds.value)
+    with pytest.raises(LabValidationError) as repeated:
+        lab.preview_experiment("repeated", base=QUICK, grid={"d": [10, 10]})
+    assert repeated.value.fields == ["grid.d[1]"] and "duplicate" in str(repeated.value)
+    # Keywords beyond the known ones go to the lab as they are, and it judges them.
+    with pytest.raises(LabValidationError) as unknown:
+        lab.preview_experiment("extra", base=QUICK, no_such_option=1)
+    assert unknown.value.fields == ["no_such_option"]
+    assert len(lab.runs()) == runs_before
+
+
+def test_wait_wants_what_the_lab_returned(lab):
+    with pytest.raises(TypeError, match="wait_run"):
+        lab.wait(3)
