@@ -2,6 +2,8 @@
 
     idlab train --d 750 --projection fastfood --epochs 1     one run, locally, with a progress bar
     idlab train --config run.yaml --json                     … its last line the final metrics as JSON
+    idlab train --preset li-mnist-fc --d 750                 one run of a paper preset (flags override it)
+    idlab presets [--json]                                   the paper presets: experiment requests with their settings
     idlab serve                                              the lab: API, worker and reaper (SQLite, local queue)
     idlab worker --queues gpu,cpu                            a worker against $IDLAB_DATABASE_URL / $IDLAB_BROKER_URL
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import typing
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from idlab.config import RunConfig, validation_messages
+from idlab.config import FROM_RUN_PATTERN, RunConfig, validation_messages
 
 EXIT_INVALID = 2
 EXIT_RUN_FAILED = 1
@@ -109,12 +112,54 @@ def _progress_callback(config: RunConfig, train_examples: int, quiet: bool):
     return on_points, bar
 
 
+def config_from_preset(preset_id: str, chosen: dict[str, Any], from_run_stats: str | None) -> dict[str, Any]:
+    """The raw config of one run of a preset: its base, the fields `chosen` (flags, --config) over it.
+
+    Every field the preset sweeps needs a value, except the subspace fields of a direct run; a
+    template (P from an earlier run) is filled from the --from-run-stats file's config. Raises
+    PresetError naming the field to give.
+    """
+    from backend.grid import SUBSPACE_ONLY
+    from idlab import presets
+
+    preset = presets.get(preset_id)
+    if preset.is_template:
+        if not from_run_stats:
+            raise presets.PresetError("from-run-stats", f"preset {preset.id!r} draws P from an earlier run's "
+                                      "trained P: pass --from-run-stats FILE (written by `idlab train --preset "
+                                      "lam-lee-trained-p … --stats-out FILE`)")
+        source = json.loads(Path(from_run_stats).read_text())["config"]
+        label = _label(Path(from_run_stats))
+        if "p_init" in chosen:          # --p_init from_run:<id> names the source run
+            named = FROM_RUN_PATTERN.match(str(chosen.pop("p_init")))
+            if named is None:
+                raise presets.PresetError("p_init", f"preset {preset.id!r} draws P from an earlier run: give "
+                                                    "--p_init from_run:<id>, or leave it out")
+            label = named.group(1)
+        request = presets.fill(preset, label, source)
+    else:
+        request = presets.fill(preset)
+    direct = {**request["base"], **chosen}.get("method") == "direct"
+    return presets.single_run(request, chosen, optional=SUBSPACE_ONLY if direct else frozenset())
+
+
+def _label(path: Path) -> str:
+    """A run label from a file name, as p_init from_run:<label> accepts it."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", path.stem)[:64] or "file"
+
+
 def command_train(args: argparse.Namespace) -> int:
     from backend.settings import Settings
+    from idlab.presets import PresetError
 
     try:
         raw = config_from_args(args)
-    except (OSError, ValueError) as problem:
+        if args.preset:
+            raw = config_from_preset(args.preset, raw, args.from_run_stats)
+    except PresetError as problem:
+        print(f"preset {args.preset}:\n  {problem.field}: {problem.message}", file=sys.stderr)
+        return EXIT_INVALID
+    except (OSError, ValueError, KeyError) as problem:
         print(f"cannot read the config: {problem}", file=sys.stderr)
         return EXIT_INVALID
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
@@ -166,6 +211,26 @@ def command_train(args: argparse.Namespace) -> int:
     return 0 if result.status == "succeeded" else EXIT_RUN_FAILED
 
 
+def command_presets(args: argparse.Namespace) -> int:
+    from idlab.presets import PRESETS
+
+    if args.json:
+        print(json.dumps([preset.as_json() for preset in PRESETS], indent=1))
+        return 0
+    for preset in PRESETS:
+        request = preset.request
+        grid = " × ".join(f"{name} [{', '.join(map(str, values))}]" for name, values in request["grid"].items())
+        baseline = request["baseline"]
+        print(f"{preset.id}  —  {preset.label}")
+        print(f"    {preset.paper}")
+        print(f"    {preset.as_json()['run_count']} runs: {grid} × seeds {request['seeds']}, baseline "
+              f"{'individual (direct training)' if baseline is True else baseline}")
+        picks = " ".join(f"--{name} {values[0]}" for name, values in request["grid"].items())
+        source = " --from-run-stats FILE" if preset.is_template else ""
+        print(f"    one run: idlab train --preset {preset.id} {picks}{source}")
+    return 0
+
+
 def command_worker(args: argparse.Namespace) -> int:
     from idlab.worker_command import command_worker as run_worker
 
@@ -185,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one run locally and print its final metrics",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--config", metavar="FILE", help="a JSON or YAML run config; flags override it")
+    train.add_argument("--preset", metavar="ID", help="start from a paper preset's settings (`idlab presets`); "
+                                                      "--config and flags override them, and each field the preset "
+                                                      "sweeps needs a flag, e.g. --d 750")
     train.add_argument("--data-dir", help="folder holding the datasets (default: $IDLAB_DATA_DIR or ./idlab-data)")
     train.add_argument("--download", action="store_true", help="download a missing dataset (checksum-verified)")
     train.add_argument("--json", action="store_true", help="print the final metrics as one JSON line, no progress bar")
@@ -194,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the --stats-out file of the run named by p_init from_run:<id>")
     add_config_flags(train)
     train.set_defaults(handler=command_train)
+
+    presets = commands.add_parser("presets", help="list the paper presets (Li et al. 2018, Lam & Lee 2020)")
+    presets.add_argument("--json", action="store_true", help="print them as JSON: experiment requests with their "
+                                                             "settings, as GET /api/config/presets serves them")
+    presets.set_defaults(handler=command_presets)
 
     from idlab.worker_command import add_worker_arguments
 

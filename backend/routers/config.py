@@ -1,12 +1,18 @@
-"""/api/config: the run-config schema, for forms and clients (the single source of truth is idlab.config)."""
+"""/api/config: the run-config schema and the paper presets, for forms and clients (the single sources of
+truth are idlab.config and idlab.presets)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Path, Query
 
-from backend.deps import SettingsDep
+from backend.deps import SessionDep, SettingsDep
+from backend.models import SUCCEEDED, Run
+from backend.schemas.common import MAX_ID
+from backend.schemas.presets import PresetOut
+from backend.validation import error, reject
+from idlab import presets
 from idlab.config import RunConfig
 from idlab.metrics import FINAL, SERIES
 
@@ -19,3 +25,41 @@ def run_config_schema(settings: SettingsDep) -> dict[str, Any]:
     checks are applied on submission) and the metric keys runs report."""
     return {"schema": RunConfig.model_json_schema(), "dense_p_budget_mb": settings.dense_p_budget_mb,
             "series": list(SERIES), "final_metrics": list(FINAL)}
+
+
+@router.get("/presets", response_model=list[PresetOut], summary="The paper presets: experiment requests with their settings")
+def list_presets() -> list[dict[str, Any]]:
+    """Li et al. (2018) and Lam & Lee (2020) as experiment requests (POST them to /api/experiments), each with
+    its paper, what the paper reports and where the lab's config differs. A preset with `parameters` is a
+    template: fill it with GET /api/config/presets/{id}?run_id=…."""
+    return [preset.as_json() for preset in presets.PRESETS]
+
+
+@router.get("/presets/{preset_id}", response_model=PresetOut, summary="One preset; a template filled with its source run")
+def read_preset(
+    preset_id: Annotated[str, Path(max_length=64, description="The preset's id, e.g. `li-mnist-fc`.")],
+    session: SessionDep,
+    run_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
+        "For a template: the succeeded run with trained P whose per-block statistics the new P is drawn from; "
+        "its network and augmentation fields are copied so the blocks match."))] = None,
+) -> dict[str, Any]:
+    try:
+        preset = presets.get(preset_id)
+    except presets.PresetError as unknown:
+        raise HTTPException(404, unknown.message) from None
+    if run_id is None:
+        return preset.as_json()
+    source = None
+    if preset.is_template:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise HTTPException(404, f"run {run_id} not found")
+        if run.status != SUCCEEDED:
+            raise reject([error(("query", "run_id"), f"run {run_id} is {run.status}: its trained P is recorded "
+                                "once it has succeeded", input_=run_id)])
+        source = run.config
+    try:
+        request = presets.fill(preset, run_id, source)
+    except presets.PresetError as problem:
+        raise reject([error(("query", "run_id"), problem.message, input_=run_id)]) from None
+    return {**preset.as_json(), "parameters": [], "request": request, "run_count": presets.run_count(request)}

@@ -3,9 +3,9 @@
 // presets fill it; a preview counts the runs and asks the API's dry run for their D×k memory;
 // the server's 422 errors are shown beside the field they concern.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, openapi } from "./api.js";
 import { clear, debounce, fmtBytes, fmtInt, fmtValue, h, setText, toast } from "./dom.js";
-import { PRESETS } from "./presets.js";
+import { loadPresets, presetRequest } from "./presets.js";
 import { gridToText, parseGrid, parseValue, runConfigSchema, sameValue, valueToText } from "./schema.js";
 
 // Layout only: which section a field is shown in. Fields the schema has and this map lacks are
@@ -164,6 +164,7 @@ export async function renderNewPage(root, query) {
     root.append(h("div.alert.error", { text: `The form is generated from the server's run-config schema, which could not be read: ${err.message}` }));
     return null;
   }
+  const PRESETS = await loadPresets();   // served by the API (idlab/presets.py); [] if it cannot be read
   const inputs = new Map();
   let closed = false;
 
@@ -189,7 +190,26 @@ export async function renderNewPage(root, query) {
   nameField.control.addEventListener("input", () => { nameField.clearError(); onChange(); });
   seedsField.control.addEventListener("input", () => { seedsField.clearError(); onChange(); });
   paintBaseline();
-  const plain = { name: nameField, seeds: seedsField, baseline: baselineField };
+  // ---- d: a grid (the d field, swept) or an automatic search (its parameters documented by the API) ----
+  const searchProps = (await openapi().catch(() => ({}))).components?.schemas?.SearchParameters?.properties || {};
+  const dMode = h("select", { id: "f-d-mode" }, h("option", { value: "grid" }, "the d field (a value, or swept: a grid)"),
+    h("option", { value: "search" }, "an automatic search for d_int90"));
+  const searchInputs = Object.fromEntries(["d_start", "tolerance", "d_max", "max_rounds"].map((name) => [name,
+    h("input", { type: "text", id: `f-search-${name}`, value: String(searchProps[name]?.default ?? ""), autocomplete: "off",
+      inputMode: "decimal", title: searchProps[name]?.description || name, style: { width: "90px" } })]));
+  const searchBox = h("div.hidden", { dataset: { searchFields: "" }, style: { display: "flex", flexWrap: "wrap", gap: "6px 14px", marginTop: "6px" } },
+    Object.entries(searchInputs).map(([name, input]) => h("label.inline", { title: input.title }, h("code", name), input)));
+  const searchField = plainField("search", "d", dMode,
+    "A search doubles d from `d_start` until the mean accuracy over the seeds reaches 90% of the baseline, then bisects on a log scale until hi / lo ≤ 1 + `tolerance`; each other swept field makes a group searched on its own, and rounds are queued as the previous ones finish.");
+  searchField.node.append(searchBox);
+  const paintSearch = () => {
+    const on = dMode.value === "search";
+    searchBox.classList.toggle("hidden", !on);
+    inputs.get("d")?.node.classList.toggle("hidden", on);   // the search chooses d
+  };
+  dMode.addEventListener("change", () => { paintSearch(); searchField.clearError(); onChange(); });
+  for (const input of Object.values(searchInputs)) input.addEventListener("input", () => { searchField.clearError(); onChange(); });
+  const plain = { name: nameField, seeds: seedsField, baseline: baselineField, search: searchField };
 
   // ---- run-config fields, generated ----
   const placed = new Set([SEED_FIELD]);
@@ -223,7 +243,7 @@ export async function renderNewPage(root, query) {
     h("div.submit-row", submit, single));
 
   const presetBar = h("div.presets", h("span.muted", "Presets:"),
-    PRESETS.map((p) => h("button", { type: "button", title: p.title, dataset: { preset: p.id }, onclick: () => applyPreset(p.request) }, p.label)),
+    PRESETS.map((p) => h("button", { type: "button", title: p.title, dataset: { preset: p.id }, onclick: async () => { const request = await presetRequest(p); if (request) applyPreset(request); } }, p.label)),
     h("button.link", { type: "button", dataset: { action: "reset" }, onclick: () => applyPreset({ name: "", base: {}, grid: {}, seeds: [0], baseline: false }) }, "reset to defaults"));
 
   const form = h("form", { novalidate: true, onsubmit: (e) => { e.preventDefault(); submitExperiment(); } },
@@ -231,7 +251,7 @@ export async function renderNewPage(root, query) {
     generalError,
     h("div.form-layout",
       h("div",
-        h("section.form-section", h("h2", "Experiment"), h("div.fields", nameField.node, seedsField.node, baselineField.node)),
+        h("section.form-section", h("h2", "Experiment"), h("div.fields", nameField.node, seedsField.node, baselineField.node, searchField.node)),
         sectionNodes),
       h("div.side", preview)));
   root.append(form);
@@ -270,8 +290,18 @@ export async function renderNewPage(root, query) {
       if (!baselineValue.value.trim() || !Number.isFinite(value)) errors.push([baselineField, "give the baseline accuracy, e.g. 1.0"]);
       else baseline = value;
     }
+    let search = null;
+    if (dMode.value === "search") {
+      delete base.d; delete grid.d;                    // the search chooses d
+      search = {};
+      for (const [name, input] of Object.entries(searchInputs)) {
+        const value = Number(input.value);
+        if (!input.value.trim() || !Number.isFinite(value)) errors.push([searchField, `${name}: give a number`]);
+        else search[name] = value;
+      }
+    }
     if (showErrors) for (const [target, message] of errors) { target.clearError(); target.showError(message); }
-    return { request: { name: nameField.control.value.trim(), base, grid, seeds, baseline }, errors };
+    return { request: { name: nameField.control.value.trim(), base, grid, seeds, baseline, ...(search ? { search } : {}) }, errors };
   }
 
   let previewSequence = 0;
@@ -289,7 +319,8 @@ export async function renderNewPage(root, query) {
     setText(previewCount, `${fmtInt(members + baselines)} run${members + baselines === 1 ? "" : "s"}`);
     const gridDesc = Object.entries(request.grid).map(([k, v]) => `${v.length} ${k}`).join(" × ");
     setText(previewDetail, `${gridDesc ? `${gridDesc} × ` : ""}${request.seeds.length} seed${request.seeds.length === 1 ? "" : "s"}${baselines ? ` + ${baselines} baseline run${baselines === 1 ? "" : "s"}` : ""}`);
-    single.disabled = Object.keys(request.grid).length > 0 || request.seeds.length !== 1 || request.baseline !== false;
+    if (request.search) setText(previewDetail, `round 1 of the search: ${previewDetail.textContent}; later rounds follow as rounds finish`);
+    single.disabled = Object.keys(request.grid).length > 0 || request.seeds.length !== 1 || request.baseline !== false || Boolean(request.search);
     const rows = [["grid points", fmtInt(gridPoints)], ["grid runs", fmtInt(members)], ["baseline runs", request.baseline === true ? fmtInt(baselines) : "–"]];
     paintRows(rows);
     if (errors.length) return;
@@ -325,6 +356,7 @@ export async function renderNewPage(root, query) {
     const ks = runs.filter((r) => r.k && r.role !== "baseline").map((r) => r.k);
     if (ks.length) rows.push(["k", `${fmtInt(Math.min(...ks))} – ${fmtInt(Math.max(...ks))}`]);
     rows.push(["dense P, all runs (D×k×4 B)", fmtBytes(total)], ["largest dense P", fmtBytes(largest)]);
+    if (plan.kind === "search") rows.splice(2, 0, ["groups searched", fmtInt(plan.group_count)], ["runs at most (all rounds)", fmtInt(plan.max_run_count)]);
     for (const w of plan.warnings || []) rows.push(["warning", w]);
     paintRows(rows);
   }
@@ -347,6 +379,7 @@ export async function renderNewPage(root, query) {
       } else if (loc[0] === "seeds") target = seedsField;
       else if (loc[0] === "name") target = nameField;
       else if (loc[0] === "baseline") target = baselineField;
+      else if (loc[0] === "search") { target = searchField; if (loc.length > 1) message = `${loc[1]}: ${message}`; }
       else if (loc.length === 1 && inputs.has(String(loc[0]))) target = inputs.get(String(loc[0]));   // POST /api/runs
       else if (loc[0] === SEED_FIELD) target = seedsField;
       if (target) {
@@ -413,6 +446,9 @@ export async function renderNewPage(root, query) {
     else if (typeof preset.baseline === "number") { baselineMode.value = "global"; baselineValue.value = String(preset.baseline); }
     else baselineMode.value = "none";
     paintBaseline();
+    dMode.value = preset.search ? "search" : "grid";
+    for (const [name, input] of Object.entries(searchInputs)) input.value = String(preset.search?.[name] ?? searchProps[name]?.default ?? "");
+    paintSearch();
     if (unknown.length) toast(`The server's run config has no field ${unknown.join(", ")}: left out`, "error", 6000);
     refreshPreview();
   }
@@ -427,10 +463,11 @@ export async function renderNewPage(root, query) {
       const e = await api(`/api/experiments/${Number(query.get("clone_experiment"))}`);
       const b = e.baseline || {};
       applyPreset({ name: `${e.name} (copy)`, base: e.base, grid: e.grid, seeds: e.seeds,
-        baseline: b.mode === "individual" ? true : b.mode === "global" ? b.value : false });
+        baseline: b.mode === "individual" ? true : b.mode === "global" ? b.value : false, search: e.search });
     } else if (query.get("preset")) {
       const p = PRESETS.find((x) => x.id === query.get("preset"));
-      if (p) applyPreset(p.request);
+      const request = p && await presetRequest(p, query.get("run_id"));
+      if (request) applyPreset(request);
     }
   } catch (err) {
     toast(`Could not load what to clone: ${err.message}`, "error", 6000);

@@ -93,10 +93,12 @@ def test_submit_an_experiment_through_the_form(page, lab, screenshots):
     open_app(page, lab, "/new")
     page.wait_for_selector("[data-preset]")
     shot(page, "new-experiment")
-    # A preset fills the form (and its grid); the preview counts its runs.
+    # A preset (served by the API) fills the form (and its grid); the preview counts its runs: 7 d × 3 seeds,
+    # no baseline runs, since Li et al. read d_int90 against the global baseline 1.0.
     page.click("[data-preset=li-mnist-fc]")
-    assert page.input_value("#f-d") == "100, 200, 300, 500, 750, 1000, 1500"
-    page.wait_for_function("() => document.querySelector('[data-preview=runs]').textContent.startsWith('24 runs')")
+    page.wait_for_function("() => document.querySelector('#f-d').value === '100, 200, 300, 500, 750, 1000, 1500'")
+    assert page.input_value("#f-baseline") == "global" and page.input_value("#f-baseline-value") == "1"
+    page.wait_for_function("() => document.querySelector('[data-preview=runs]').textContent.startsWith('21 runs')")
 
     page.click("[data-action=reset]")
     page.fill("#f-name", "ui: tiny sweep")
