@@ -7,6 +7,11 @@ let loading = null;
 
 export function loadPlotly() {
   if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading && window.plotlyLoading) {
+    loading = window.plotlyLoading;           // started by index.html for a chart page opened by URL
+    window.plotlyLoading = null;
+    loading.catch(() => { loading = null; });
+  }
   if (!loading) {
     loading = new Promise((resolve, reject) => {
       const script = document.createElement("script");

@@ -314,7 +314,7 @@ export async function renderRunPage(root, runId) {
   const paint = (r) => {
     run = { ...run, ...r };
     updateChip(statusChip, run.status);
-    setText(liveTag, FINISHED.has(run.status) ? "" : run.cancel_requested ? "cancel requested…" : run.status === "running" ? "live" : "waiting for a worker");
+    setText(liveTag, FINISHED.has(run.status) ? "" : run.cancel_requested ? "cancel requested…" : run.status === "running" ? `live${run.progress?.phase ? ` · ${run.progress.phase}` : ""}` : "waiting for a worker");
     const p = run.progress || {}, f = run.final_metrics || {};
     const pick = (key) => (typeof f[key] === "number" ? f[key] : p[key]);
     setText(v.epoch, p.epoch !== undefined || f.epochs !== undefined ? `${f.epochs ?? p.epoch} / ${run.config?.epochs ?? "?"}` : "–");

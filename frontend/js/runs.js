@@ -85,7 +85,9 @@ function columns({ selectable, showExperiment, selection }) {
         const width = `${Math.round(100 * progressFraction(run))}%`;
         if (bar.style.width !== width) bar.style.width = width;
         const p = prog(run);
-        setText(td.firstChild.lastChild, p.step !== undefined ? `ep ${p.epoch ?? "?"}/${cfg(run).epochs ?? "?"} · ${fmtNum(p.step)}` : run.status === "queued" ? "waiting" : "");
+        const phase = run.status === "running" && p.phase && p.phase !== "training" ? ` · ${p.phase}` : "";
+        setText(td.firstChild.lastChild, p.step !== undefined ? `ep ${p.epoch ?? "?"}/${cfg(run).epochs ?? "?"} · ${fmtNum(p.step)}${phase}`
+          : run.status === "queued" ? "waiting" : run.status === "running" && p.phase ? p.phase : "");
       },
     },
     { key: "loss", label: "Loss", num: true, sort: (r) => latest(r, "train_loss") ?? Infinity, text: (r) => fmtNum(latest(r, "train_loss")) },
