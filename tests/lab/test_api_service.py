@@ -93,7 +93,7 @@ def test_openapi_documents_the_run_config(client):
     body = spec["paths"]["/api/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["allOf"] == [{"$ref": "#/components/schemas/RunConfig"}]
     experiment = spec["components"]["schemas"]["ExperimentCreate"]["properties"]
-    assert set(experiment) == {"name", "base", "grid", "seeds", "baseline"}
+    assert set(experiment) == {"name", "base", "grid", "seeds", "baseline", "search"}
     assert client.get("/docs").status_code == 200
     assert client.get("/api/config/schema").json()["schema"]["properties"]["d"]["default"] == 750
 
