@@ -487,7 +487,7 @@ export async function renderExperimentPage(root, experimentId) {
     await Plotly.react(stdDiv, stdTraces, layout({
       title: { text: `${label}: std against d`, x: 0.01, font: { size: 12 } },
       legend: { orientation: "v", x: 0.99, xanchor: "right", y: 0.99, yanchor: "top", bgcolor: "rgba(255,255,255,0.85)", font: { size: 10.5 } },
-      xaxis: { type: "log", title: { text: "d" } }, yaxis: { title: { text: "std of entries" }, tickformat: ".3g" }, margin: { l: 56, r: 8, t: 34, b: 42 },
+      xaxis: { type: "log", title: { text: "d" } }, yaxis: { title: { text: "std of entries" } }, margin: { l: 56, r: 8, t: 34, b: 42 },
     }), plotConfig(`experiment-${experiment.id}-p-std-vs-d`));
     setText(distNote, `one run per d (lowest seed)`);
     distPanel.dataset.loaded = "true";
