@@ -43,17 +43,21 @@ def free_port() -> int:
 
 
 class Lab:
-    """`idlab serve` on a free port with a fresh data dir (SQLite, the filesystem broker, one worker)."""
+    """`idlab serve` on a free port with a fresh data dir (SQLite, the filesystem broker, one worker).
 
-    def __init__(self, data_dir: Path):
+    `env`: settings of this lab on top of the tests' environment (e.g. IDLAB_API_TOKEN).
+    """
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "serve.log"
+        overrides = env or {}
         env = {k: v for k, v in os.environ.items()
                if k not in ("IDLAB_DATABASE_URL", "IDLAB_BROKER_URL", "IDLAB_API_TOKEN")}
         # Progress in the runs table comes with heartbeats: send them often.
-        env.update(IDLAB_HEARTBEAT_SECONDS="1", PYTHONUNBUFFERED="1")
+        env.update({"IDLAB_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1", **overrides})
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "idlab.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
