@@ -31,6 +31,7 @@ from backend.db import make_engine
 from backend.main import create_app
 from backend.models import Base
 from backend.settings import Settings
+from tests.lab.lab_processes import sse_blocks
 
 POSTGRES_SERVER = os.environ.get("IDLAB_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 DATABASES = ("sqlite", "postgresql")
@@ -159,27 +160,14 @@ class EventReader:
     """Reads Server-Sent Events from a streaming httpx response, one event at a time."""
 
     def __init__(self, response: httpx.Response) -> None:
-        self._lines = response.iter_lines()
+        self._blocks = sse_blocks(response.iter_lines())
 
     def next(self) -> dict:
-        """The next event as {"event", "data" (parsed JSON), "id"}; comments (keep-alives) skipped."""
-        event: dict = {}
-        for line in self._lines:
-            if line == "":
-                if "data" in event:
-                    event.setdefault("event", "message")
-                    event["data"] = json.loads(event["data"])
-                    return event
-                event = {}
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "data":
-                event["data"] = event["data"] + "\n" + value if "data" in event else value
-            elif field in ("event", "id", "retry"):
-                event[field] = value
+        """The next event as {"event", "data" (parsed JSON), "id", "retry"} (those it has); blocks
+        without data skipped."""
+        for block in self._blocks:
+            if "data" in block:
+                return {"event": "message", **block, "data": json.loads(block["data"])}
         raise EOFError("the stream ended")
 
     def until(self, name: str) -> list[dict]:

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -416,6 +416,27 @@ class ApiProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def sse_blocks(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """The fields of each Server-Sent Events block, yielded at the blank line that ends it.
+
+    Only the fields the block has: "event", "data" (its lines joined by newlines), "id", "retry",
+    as the server wrote them; comment lines (keep-alives) are skipped, and a block cut off by the
+    end of the stream is never yielded.
+    """
+    block: dict[str, str] = {}
+    for line in lines:
+        if line == "":
+            yield block
+            block = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                block["data"] = f"{block['data']}\n{value}" if "data" in block else value
+            elif name in ("event", "id", "retry"):
+                block[name] = value
+
+
 class EventSourceClient(threading.Thread):
     """A browser's EventSource, in a thread: reads a Server-Sent Events stream and reconnects as browsers do.
 
@@ -468,33 +489,20 @@ class EventSourceClient(threading.Thread):
                     self.closing.wait(self.retry_ms / 1000)
 
     def _read(self, lines, connection: int) -> None:
-        data: list[str] = []
-        event_type, id_buffer = "", self.last_event_id
-        for line in lines:
-            if line == "":
-                self.last_event_id = id_buffer
-                if data:
-                    event = {"event": event_type or "message", "data": json.loads("\n".join(data)),
-                             "id": id_buffer, "connection": connection}
-                    with self.lock:
-                        self.events.append(event)
-                    if event["event"] == self.close_on:
-                        self.closing.set()
-                        return
-                data, event_type = [], ""
+        for block in sse_blocks(lines):
+            if "id" in block and "\0" not in block["id"]:
+                self.last_event_id = block["id"]
+            if block.get("retry", "").isdigit():
+                self.retry_ms = int(block["retry"])
+            if "data" not in block:
                 continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event_type = value
-            elif name == "id" and "\0" not in value:
-                id_buffer = value
-            elif name == "retry" and value.isdigit():
-                self.retry_ms = int(value)
+            event = {"event": block.get("event") or "message", "data": json.loads(block["data"]),
+                     "id": self.last_event_id, "connection": connection}
+            with self.lock:
+                self.events.append(event)
+            if event["event"] == self.close_on:
+                self.closing.set()
+                return
 
     def received(self, name: str) -> list[dict]:
         with self.lock:
