@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import ServerSentEvent
 
+from backend.analysis.search import SEARCHING
 from backend.models import FINISHED, Run, SearchGroup
 from backend.points import points_after
 from backend.schemas.common import json_safe
@@ -115,7 +116,7 @@ def _poll_experiment(sessions: sessionmaker[Session], experiment_id: int) -> tup
         rows = session.execute(select(*STATUS_COLUMNS).where(Run.experiment_id == experiment_id)
                                .order_by(Run.id)).all()
         searching = session.scalar(select(SearchGroup.id).where(SearchGroup.experiment_id == experiment_id,
-                                                                SearchGroup.status == "searching").limit(1))
+                                                                SearchGroup.status == SEARCHING).limit(1))
     return [_status(row) for row in rows], searching is not None
 
 

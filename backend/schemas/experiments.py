@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from backend.analysis.search import STATUSES as SEARCH_STATUSES
 from backend.schemas.common import Page, RunConfigJSON
 from backend.schemas.runs import RunRole, RunStatus
 
@@ -33,7 +34,7 @@ def _accuracy_or_flag(value: bool | float | None) -> bool | float | None:
 
 Baseline = Annotated[bool | float | None, AfterValidator(_accuracy_or_flag)]
 Kind = Literal["grid", "search"]
-SearchStatus = Literal["searching", "decided", "stopped", "blocked"]
+SearchStatus = Literal[SEARCH_STATUSES]  # type: ignore[valid-type]
 MAX_SEARCH_ROUNDS = 100
 MAX_D = 10_000_000
 
