@@ -53,8 +53,10 @@ TIMINGS = {"IDLAB_HEARTBEAT_SECONDS": "0.5", "IDLAB_STALE_AFTER_SECONDS": "3", "
 #: The tiny run every scenario starts from.
 TINY = dict(dataset="synthetic", model="fc", fc_widths=[16], d=20, train_size=256, test_size=128, epochs=2,
             device="cpu")
-#: A run that trains for several seconds and logs every step: long enough to cancel or kill.
-LONG = dict(TINY, epochs=12, batch_size=8, log_every=1)
+#: A run that logs every step and trains long enough to be cancelled or killed mid-run on a fast CPU
+#: too: 3,200 steps, about 3 s on the CI machine and 10 s on two slow cores (12 epochs once finished
+#: in 0.5 s there, before the test's cancel arrived).
+LONG = dict(TINY, epochs=100, batch_size=8, log_every=1)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

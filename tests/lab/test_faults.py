@@ -39,10 +39,11 @@ pytestmark = pytest.mark.timeout(300)
 
 #: A tiny run: two steps, seven points, well under a second.
 QUICK = dict(method="direct", fc_widths=[8], train_size=32, batch_size=16, test_size=16, epochs=1)
-#: Seconds of training (1,536 steps, a point every step): still executing while Redis restarts …
-BUSY = dict(TINY, epochs=12, batch_size=8, log_every=1, train_size=1024)
-#: … and long enough (6,144 steps) to outlive two restarts of the API.
-STREAMED = dict(TINY, epochs=24, batch_size=8, log_every=1, train_size=2048)
+#: Seconds of training (5,120 steps, a point every step; about 7 s on the CI machine's CPU, 15 s
+#: on two slow cores): still executing while Redis restarts …
+BUSY = dict(TINY, epochs=40, batch_size=8, log_every=1, train_size=1024)
+#: … and long enough (12,288 steps, at least 15 s) to outlive two restarts of the API.
+STREAMED = dict(TINY, epochs=48, batch_size=8, log_every=1, train_size=2048)
 #: A run whose every step takes seconds (3,000 examples through a 15 M-weight network) …
 SLOW_STEPS = dict(method="direct", fc_widths=[3500, 3500], train_size=6000, batch_size=3000, test_size=100,
                   epochs=2)
