@@ -28,7 +28,9 @@ TINY = dict(dataset="synthetic", model="fc", fc_widths=[16], projection="dense",
             batch_size=16, log_every=1, device="cpu")
 #: Long enough to watch and to cancel (thousands of logged steps).
 LONG = dict(TINY, d=8, epochs=400)
-FORM_EPOCHS = 40
+#: The form's seven runs: 1,600 steps each, so that every one runs for seconds even on a fast CPU and
+#: the runs table, polling every 2 s, sees one running.
+FORM_EPOCHS = 100
 FINISHED = ("succeeded", "failed", "cancelled", "diverged")
 state: dict = {}
 
