@@ -1,4 +1,5 @@
-"""`config.<field>=value` query parameters: filtering runs on their stored run config.
+"""`config.<field>=value` query parameters: filtering runs on their stored run config; and
+`config_fields`, which trims the listed configs to the fields a client shows.
 
 The value is parsed with the field's own type and constraints (RunConfig), so
 `config.d=750` compares numbers and `config.train_p=true` booleans, on SQLite's
@@ -76,3 +77,14 @@ def _scalar_kind(annotation) -> tuple[type | None, bool]:
     if get_origin(annotation) is Literal:
         annotation = type(get_args(annotation)[0])
     return (annotation if annotation in (str, int, float, bool) else None), optional
+
+
+def checked_config_fields(fields: list[str] | None) -> list[str] | None:
+    """The `config_fields` parameter, each a RunConfig field; 422 naming any that is not."""
+    if not fields:
+        return None
+    unknown = [field for field in fields if field not in RunConfig.model_fields]
+    if unknown:
+        raise reject([error(("query", "config_fields"), f"unknown run-config field {field!r}: use the "
+                            "names in GET /api/config/schema", input_=echo(field)) for field in unknown])
+    return list(dict.fromkeys(fields))

@@ -18,7 +18,7 @@ from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
 from backend.events import run_events
 from backend.models import Run, RunArtifact
-from backend.run_filters import config_conditions
+from backend.run_filters import checked_config_fields, config_conditions
 from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
 from backend.schemas.runs import DistributionsOut, MetricsOut, RunOut, RunPage, RunRole, RunStatus, SeriesOut
 from backend.validation import check_run_config, config_errors, reject
@@ -76,9 +76,13 @@ def list_runs(
     sort: Literal["-id", "id", "-created_at", "created_at"] = "-id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    config_fields: Annotated[list[str] | None, Query(
+        max_length=100, description="Return only these fields of each run's config (repeat the parameter); "
+                                    "all of them when absent.")] = None,
 ) -> Response:
     """Runs, newest first. Filter on any run-config field with `config.<field>=value`
     (repeat for any of several values), e.g. `?config.projection=fastfood&config.d=750&config.d=1000`."""
+    fields = checked_config_fields(config_fields)
     conditions = config_conditions(request.query_params)
     if status:
         conditions.append(Run.status.in_(status))
@@ -88,7 +92,8 @@ def list_runs(
         conditions.append(Run.role == role)
     total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
     runs = session.scalars(select(Run).where(*conditions).order_by(*SORTS[sort]).limit(limit).offset(offset)).all()
-    page = RunPage(items=[RunOut.of(run) for run in runs], total=total, limit=limit, offset=offset)
+    page = RunPage(items=[RunOut.of(run, config_fields=fields) for run in runs], total=total, limit=limit,
+                   offset=offset)
     # Already validated: serialized once here rather than validated again by FastAPI (a dashboard
     # lists hundreds of runs, and this halves the time).
     return Response(page.model_dump_json(), media_type="application/json")

@@ -19,7 +19,8 @@ RunRole = Literal["member", "baseline"]
 class RunOut(BaseModel):
     id: int
     status: RunStatus
-    config: RunConfigJSON = Field(description="The full run configuration, defaults filled in.")
+    config: RunConfigJSON = Field(description="The full run configuration, defaults filled in (in a list "
+                                              "asked for `config_fields`, only those fields).")
     experiment_id: int | None
     role: RunRole = Field(description="`member` of an experiment's grid, or its direct-training `baseline`.")
     attempt: int = Field(description="Executions started so far (retries and requeues count).")
@@ -41,11 +42,14 @@ class RunOut(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="Valid but questionable choices in the config.")
 
     @classmethod
-    def of(cls, run: Run, extra_warnings: list[str] | None = None) -> "RunOut":
+    def of(cls, run: Run, extra_warnings: list[str] | None = None,
+           config_fields: list[str] | None = None) -> "RunOut":
+        """`config_fields` keeps only those fields of the config (a table that shows a few of them)."""
         # model_construct: the stored config was validated on the way in; warnings only read two fields.
         warnings = RunConfig.model_construct(**run.config).warnings + list(extra_warnings or [])
+        config = run.config if config_fields is None else {f: run.config[f] for f in config_fields if f in run.config}
         return cls(
-            id=run.id, status=run.status, config=run.config, experiment_id=run.experiment_id, role=run.role,
+            id=run.id, status=run.status, config=config, experiment_id=run.experiment_id, role=run.role,
             attempt=run.attempt, worker=run.worker, created_at=run.created_at, queued_at=run.queued_at,
             started_at=run.started_at, finished_at=run.finished_at, heartbeat_at=run.heartbeat_at,
             duration_seconds=lifecycle.duration_seconds(run), D=run.D, k=run.k, d=run.d,

@@ -12,6 +12,8 @@ const POLL_MS = 2000;
 const PAGE_SIZES = [50, 100, 250, 500, 1000];
 const SERVER_SORTS = { id: "id", created: "created_at" };
 
+// The config fields the columns read: the list asks for these alone, not every run's whole config.
+const CONFIG_FIELDS = ["dataset", "model", "method", "projection", "augmentation", "d", "seed", "epochs"];
 const cfg = (run) => run.config || {};
 const prog = (run) => run.progress || {};
 const fin = (run) => run.final_metrics || {};
@@ -248,7 +250,10 @@ export class RunTable {
   }
 
   query() {
-    const q = { limit: this.limit, offset: this.offset, status: this.filters.status, experiment_id: this.filters.experiment_id, role: this.filters.role };
+    const q = {
+      limit: this.limit, offset: this.offset, status: this.filters.status, experiment_id: this.filters.experiment_id,
+      role: this.filters.role, config_fields: CONFIG_FIELDS,
+    };
     if (SERVER_SORTS[this.sortKey]) q.sort = `${this.sortDir === "desc" ? "-" : ""}${SERVER_SORTS[this.sortKey]}`;
     for (const [name, values] of Object.entries(this.filters.config)) q[`config.${name}`] = values;
     return q;

@@ -142,6 +142,13 @@ def test_list_filters_and_paginates(client, sessions):
     assert listed(role="baseline") == []
     assert listed(experiment_id=12345) == []
 
+    trimmed = client.get("/api/runs", params={"config_fields": ["d", "projection", "d"], "config.d": "20"}).json()
+    assert {r["id"]: r["config"] for r in trimmed["items"]} == {
+        ids[(projection, 20)]: {"d": 20, "projection": projection} for projection in ("dense", "sparse", "fastfood")}
+    assert all(r["D"] and r["status"] for r in trimmed["items"])        # only the config is trimmed
+    full = client.get("/api/runs", params={"limit": 1}).json()["items"][0]["config"]
+    assert full == client.get(f"/api/runs/{max(ids.values())}").json()["config"] and len(full) > 20
+
 
 @pytest.mark.parametrize("params, name", [
     ({"config.colour": "blue"}, "config.colour"),
@@ -151,6 +158,7 @@ def test_list_filters_and_paginates(client, sessions):
     ({"config.p_init": "a\x00b"}, "config.p_init"),
     ({"status": "sleeping"}, "status"),
     ({"limit": "0"}, "limit"),
+    ({"config_fields": ["d", "colour"]}, "config_fields"),
 ])
 def test_bad_list_parameters_are_422_naming_them(client, params, name):
     response = client.get("/api/runs", params=params)
