@@ -110,7 +110,8 @@ class Execution:
             splits = load_dataset(config, self.settings.data_dir, download=self.settings.allow_download)
         except (DatasetMissing, DatasetCorrupt, DownloadError) as problem:
             raise RunSetupError(str(problem)) from problem
-        log.info("run %s: training (%s, d=%s, %s threads)", self.run_id, config.projection, config.d, threads)
+        what = "direct" if config.method == "direct" else f"{config.projection}, d={config.d}"
+        log.info("run %s: training (%s, %s threads)", self.run_id, what, threads)
         return train(config, splits, self.recorder, from_run_stats=from_run_stats,
                      on_phase=self.recorder.enter_phase)
 

@@ -1,7 +1,8 @@
 """docker-compose.yml, checked without a Docker engine: validated by Docker Compose itself
 (`config -q`: the Compose schema, interpolation, a missing secret), what it declares, and its services'
 own commands started on this machine with the environment it gives them (service host
-names mapped to localhost) against the real PostgreSQL and Redis, running an experiment."""
+names mapped to localhost) against the real PostgreSQL and a Redis started with the redis
+service's own command (its password set), running an experiment."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from tests.lab.lab_processes import _admin, create_database, drop_database, free
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-LOCAL_HOSTS = {"postgres": "127.0.0.1", "redis": "127.0.0.1"}
-SECRETS = {"POSTGRES_PASSWORD": "compose-test", "IDLAB_API_TOKEN": "compose-token"}
+SECRETS = {"POSTGRES_PASSWORD": "compose-test", "REDIS_PASSWORD": "compose-redis-secret",
+           "IDLAB_API_TOKEN": "compose-token"}
 
 
 def interpolate(value: str, variables: dict[str, str]) -> str:
@@ -40,6 +41,10 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
 
 def service_environment(name: str) -> dict[str, str]:
     return {key: interpolate(str(value), SECRETS) for key, value in SERVICES[name]["environment"].items()}
+
+
+def service_command(name: str) -> list[str]:
+    return [interpolate(str(part), SECRETS) for part in SERVICES[name]["command"]]
 
 
 def test_services_wait_for_healthy_postgres_and_redis():
@@ -60,11 +65,14 @@ def test_the_worker_reserves_a_gpu_and_data_lives_in_named_volumes():
 
 def test_secrets_come_from_the_environment_and_the_api_binds_to_localhost():
     text = (REPO / "docker-compose.yml").read_text()
-    assert "${POSTGRES_PASSWORD:?" in text and "${IDLAB_API_TOKEN" in text
+    assert "${POSTGRES_PASSWORD:?" in text and "${REDIS_PASSWORD:?" in text and "${IDLAB_API_TOKEN" in text
     assert not re.search(r"PASSWORD:\s*[\w-]+\s*$", text, re.M), "a hard-coded password"
     assert all(port.startswith("127.0.0.1:") for port in SERVICES["api"]["ports"])
+    redis = service_command("redis")
+    assert redis[redis.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
+    assert service_environment("redis")["REDISCLI_AUTH"] == SECRETS["REDIS_PASSWORD"]   # the healthcheck's
     example = (REPO / ".env.example").read_text()
-    assert "POSTGRES_PASSWORD=" in example and "IDLAB_API_TOKEN=" in example
+    assert all(f"\n{name}=" in example for name in SECRETS)
 
 
 # ---- the file as Docker Compose reads it ---------------------------------------------------------
@@ -113,14 +121,16 @@ def test_docker_compose_rejects_a_broken_copy_naming_the_fault(tmp_path, replace
     assert result.returncode != 0 and named in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-def test_docker_compose_refuses_to_start_without_the_database_password(tmp_path):
-    result = compose_config(copy_of_the_file(tmp_path), {"IDLAB_API_TOKEN": SECRETS["IDLAB_API_TOKEN"]})
-    assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stdout + result.stderr
+@pytest.mark.parametrize("password", ["POSTGRES_PASSWORD", "REDIS_PASSWORD"])
+def test_docker_compose_refuses_to_start_without_a_password(tmp_path, password):
+    result = compose_config(copy_of_the_file(tmp_path), {k: v for k, v in SECRETS.items() if k != password})
+    assert result.returncode != 0 and f"set {password} in .env" in result.stdout + result.stderr
 
 
-def localised(url: str, database: str | None = None) -> str:
-    for host, local in LOCAL_HOSTS.items():
-        url = url.replace(f"@{host}:", f"@{local}:").replace(f"//{host}:", f"//{local}:")
+def localised(url: str, ports: dict[str, int], database: str | None = None) -> str:
+    """The URL with each service's host:port replaced by 127.0.0.1 and the port it has here."""
+    for host, port in ports.items():
+        url = re.sub(rf"([@/]){host}:\d+", rf"\g<1>127.0.0.1:{port}", url)
     return url if database is None else url.rsplit("/", 1)[0] + "/" + database
 
 
@@ -134,15 +144,42 @@ def compose_database():
     drop_database(url)
 
 
+def start_redis_service(folder: Path) -> tuple[subprocess.Popen, int]:
+    """The redis service's own command (password, append-only file), on a free port of 127.0.0.1."""
+    port = free_port()
+    command = service_command("redis") + ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    process = subprocess.Popen(command, cwd=folder, start_new_session=True,
+                               stdout=open(folder / "redis.log", "w"), stderr=subprocess.STDOUT)
+    wait_for(lambda: redis_answers(port, SECRETS["REDIS_PASSWORD"]), 20, "the redis service to answer")
+    return process, port
+
+
+def redis_answers(port: int, password: str | None) -> bool:
+    import redis
+    try:
+        return bool(redis.Redis(port=port, password=password, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.AuthenticationError:
+        raise
+    except redis.ConnectionError:   # not listening yet
+        return False
+
+
 def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_database):
+    import redis
+
     port = free_port()
     processes = []
     try:
+        redis_process, redis_port = start_redis_service(tmp_path)
+        processes.append(redis_process)
+        with pytest.raises(redis.AuthenticationError):     # whoever reaches it without the password
+            redis_answers(redis_port, None)
+        ports = {"postgres": 5432, "redis": redis_port}
         for name in ("api", "worker-gpu0"):
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDLAB_")},
                    **service_environment(name), "PYTHONUNBUFFERED": "1", "IDLAB_TORCH_THREADS": "1"}
-            env["IDLAB_DATABASE_URL"] = localised(env["IDLAB_DATABASE_URL"], compose_database)
-            env["IDLAB_BROKER_URL"] = localised(env["IDLAB_BROKER_URL"])
+            env["IDLAB_DATABASE_URL"] = localised(env["IDLAB_DATABASE_URL"], ports, compose_database)
+            env["IDLAB_BROKER_URL"] = localised(env["IDLAB_BROKER_URL"], ports)
             env["IDLAB_DATA_DIR"] = str(tmp_path)            # the labdata volume
             command = [str(part) for part in SERVICES[name]["command"]]
             if name == "api":
@@ -179,6 +216,10 @@ def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_da
         assert [run["status"] for run in runs] == ["succeeded"] * 3, [run.get("error") for run in runs]
         summary = api.get(f"/api/experiments/{experiment['id']}/summary").json()
         assert [point["d"] for point in summary["groups"][0]["points"]] == [8, 16] and summary["baseline"] > 0
+        for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):
+            assert SECRETS[secret] not in api.get("/api/health").text
+            for name in ("api", "worker-gpu0"):
+                assert SECRETS[secret] not in (tmp_path / f"{name}.log").read_text(), f"{name} logs {secret}"
     finally:
         for process in processes:
             if process.poll() is None:
