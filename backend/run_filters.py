@@ -31,7 +31,7 @@ def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
     for name in dict.fromkeys(k for k in params.keys() if k.startswith(PREFIX)):
         field = name.removeprefix(PREFIX)
         info = RunConfig.model_fields.get(field)
-        kind, optional = _scalar_kind(info.annotation) if info is not None else (None, False)
+        kind, optional = scalar_kind(info.annotation) if info is not None else (None, False)
         if info is None:
             errors.append(error(("query", name), f"unknown run-config field {field!r}", input_=echo(field)))
             continue
@@ -56,9 +56,7 @@ def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
                 errors.append(error(("query", name), "number out of range", "value_error", echo(raw)))
                 continue
             values.append(value)
-        element = Run.config[field]
-        column = {str: element.as_string, int: element.as_integer, float: element.as_float,
-                  bool: element.as_boolean}[kind]()
+        column = json_scalar(field, kind)
         options = ([column.in_(values)] if values else []) + ([column.is_(None)] if wants_null else [])
         if options:
             conditions.append(or_(*options))
@@ -67,7 +65,13 @@ def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _scalar_kind(annotation) -> tuple[type | None, bool]:
+def json_scalar(field: str, kind: type) -> ColumnElement:
+    """The run config's `field`, read from its JSON as a `kind` (str, int, float or bool)."""
+    element = Run.config[field]
+    return {str: element.as_string, int: element.as_integer, float: element.as_float, bool: element.as_boolean}[kind]()
+
+
+def scalar_kind(annotation) -> tuple[type | None, bool]:
     """(str | int | float | bool, whether None is allowed) of a field; (None, _) for lists and tuples."""
     optional = False
     if get_origin(annotation) in (Union, types.UnionType):

@@ -285,7 +285,8 @@ class Lab:
         """Runs as a DataFrame, newest first, one row per run: run_id, experiment_id, role, status, …,
         `config.<field>` for every run-config field and `final.<metric>` for every final metric
         (the columns of `export`). `config={"projection": "fastfood", "d": [750, 1000]}` filters on
-        config fields (a list means any of them); `limit` caps the rows (all by default)."""
+        config fields (a list means any of them); `limit` caps the rows (all by default); `sort` orders
+        them across all pages, as the API does (`"-metrics.test_acc"`, `"config.d"`, `"status"`, …)."""
         pd = _pandas()
         params: list[tuple[str, Any]] = [("sort", sort)]
         params += [("status", s) for s in ([status] if isinstance(status, str) else status or [])]

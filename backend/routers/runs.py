@@ -19,6 +19,7 @@ from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
 from backend.events import run_events
 from backend.models import Run, RunArtifact
 from backend.run_filters import checked_config_fields, config_conditions
+from backend.run_sorts import sort_order
 from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
 from backend.schemas.runs import DistributionsOut, MetricsOut, RunOut, RunPage, RunRole, RunStatus, SeriesOut
 from backend.validation import check_run_config, config_errors, reject
@@ -30,8 +31,6 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
 STATISTICS_ARTIFACT = "statistics"
-SORTS = {"-id": (Run.id.desc(),), "id": (Run.id.asc(),),
-         "-created_at": (Run.created_at.desc(), Run.id.desc()), "created_at": (Run.created_at.asc(), Run.id.asc())}
 
 
 def get_run(session: Session, run_id: int) -> Run:
@@ -73,7 +72,10 @@ def list_runs(
     status: Annotated[list[RunStatus] | None, Query(description="Any of these statuses (repeat the parameter).")] = None,
     experiment_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     role: RunRole | None = None,
-    sort: Literal["-id", "id", "-created_at", "created_at"] = "-id",
+    sort: Annotated[str, Query(max_length=100, description=(
+        "id, created_at, status, role, experiment_id, d, metrics.<key> (test_acc, train_loss, …: the final "
+        "value, or the latest while a run goes) or config.<field>; '-' first for descending. Runs without "
+        "a value come last."))] = "-id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     config_fields: Annotated[list[str] | None, Query(
@@ -83,6 +85,7 @@ def list_runs(
     """Runs, newest first. Filter on any run-config field with `config.<field>=value`
     (repeat for any of several values), e.g. `?config.projection=fastfood&config.d=750&config.d=1000`."""
     fields = checked_config_fields(config_fields)
+    order = sort_order(sort)
     conditions = config_conditions(request.query_params)
     if status:
         conditions.append(Run.status.in_(status))
@@ -91,7 +94,7 @@ def list_runs(
     if role is not None:
         conditions.append(Run.role == role)
     total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
-    runs = session.scalars(select(Run).where(*conditions).order_by(*SORTS[sort]).limit(limit).offset(offset)).all()
+    runs = session.scalars(select(Run).where(*conditions).order_by(*order).limit(limit).offset(offset)).all()
     page = RunPage(items=[RunOut.of(run, config_fields=fields) for run in runs], total=total, limit=limit,
                    offset=offset)
     # Already validated: serialized once here rather than validated again by FastAPI (a dashboard

@@ -10,7 +10,12 @@ import {
 
 const POLL_MS = 2000;
 const PAGE_SIZES = [50, 100, 250, 500, 1000];
-const SERVER_SORTS = { id: "id", created: "created_at" };
+// Columns the server sorts across all pages (GET /api/runs?sort=…); the others sort the page shown.
+const SERVER_SORTS = {
+  id: "id", created: "created_at", status: "status", experiment: "experiment_id", role: "role", d: "d",
+  augmentation: "config.augmentation", seed: "config.seed",
+  loss: "metrics.train_loss", train_acc: "metrics.train_acc", test_acc: "metrics.test_acc",
+};
 
 // The config fields the columns read: the list asks for these alone, not every run's whole config.
 const CONFIG_FIELDS = ["dataset", "model", "method", "projection", "augmentation", "d", "seed", "epochs"];
@@ -362,7 +367,7 @@ export class RunTable {
 
   sortBy(key) {
     if (this.sortKey === key) this.sortDir = this.sortDir === "desc" ? "asc" : "desc";
-    else { this.sortKey = key; this.sortDir = key === "id" || key === "created" ? "desc" : "asc"; }
+    else { this.sortKey = key; this.sortDir = ["id", "created", "train_acc", "test_acc"].includes(key) ? "desc" : "asc"; }
     this.markSort();
     if (SERVER_SORTS[key]) { this.offset = 0; this.refresh(true); } else { this.syncUrl(); this.render({ items: this.runs || [], total: this.total }); }
   }
@@ -371,7 +376,7 @@ export class RunTable {
     for (const th of this.thead.querySelectorAll("th")) {
       th.querySelector(".arrow")?.remove();
       if (th.dataset.key === this.sortKey) th.append(h("span.arrow", this.sortDir === "desc" ? "▼" : "▲"));
-      if (th.dataset.key === this.sortKey && !SERVER_SORTS[this.sortKey]) th.title = "Sorted within this page";
+      th.title = th.dataset.key === this.sortKey && !SERVER_SORTS[this.sortKey] ? "Sorted within this page" : "";
     }
   }
 

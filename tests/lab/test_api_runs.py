@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from backend import lifecycle
 from backend.models import FAILED, RUNNING, SUCCEEDED, MetricPoint, Run, RunArtifact
 from backend.points import ENVELOPE_STEPS, ENVELOPES, RAW_LIMIT, rebuild_envelopes, write_points
+from idlab import metrics as M
 from idlab.config import RunConfig
 from tests.lab.conftest import REPO, queued_run_ids
 
@@ -150,6 +151,30 @@ def test_list_filters_and_paginates(client, sessions):
     assert full == client.get(f"/api/runs/{max(ids.values())}").json()["config"] and len(full) > 20
 
 
+def test_list_sorts_across_pages_by_metrics_config_and_status(client, sessions):
+    accuracy = {"linear": 0.9, "power": 0.7, "rff": None}      # rff: queued, no value yet
+    ids = {aug: make_run(client, augmentation=aug, seed=seed)["id"]
+           for aug, seed in (("power", 3), ("linear", 1), ("rff", 2))}
+    finish(sessions, ids["linear"], metrics={M.TEST_ACC: accuracy["linear"]})
+    finish(sessions, ids["power"], RUNNING)
+    with sessions() as session:                                 # a running run: its latest value
+        session.get(Run, ids["power"]).progress = {"step": 3, M.TEST_ACC: accuracy["power"]}
+        session.commit()
+
+    def order(sort: str, limit: int = 10) -> list[int]:
+        response = client.get("/api/runs", params={"sort": sort, "limit": limit})
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()["items"]]
+
+    assert order("-metrics.test_acc") == [ids["linear"], ids["power"], ids["rff"]]
+    assert order("metrics.test_acc") == [ids["power"], ids["linear"], ids["rff"]]    # no value: last
+    assert order("-metrics.test_acc", limit=1) == [ids["linear"]]                  # the best of all, not of a page
+    assert order("config.seed") == [ids["linear"], ids["rff"], ids["power"]]
+    assert order("-config.augmentation") == [ids["rff"], ids["power"], ids["linear"]]
+    assert order("status") == [ids["rff"], ids["power"], ids["linear"]]             # queued, running, succeeded
+    assert order("-created_at") == order("-id") == sorted(ids.values(), reverse=True)
+
+
 @pytest.mark.parametrize("params, name", [
     ({"config.colour": "blue"}, "config.colour"),
     ({"config.d": "many"}, "config.d"),
@@ -159,6 +184,9 @@ def test_list_filters_and_paginates(client, sessions):
     ({"status": "sleeping"}, "status"),
     ({"limit": "0"}, "limit"),
     ({"config_fields": ["d", "colour"]}, "config_fields"),
+    ({"sort": "speed"}, "sort"),
+    ({"sort": "-metrics.colour"}, "sort"),
+    ({"sort": "config.fc_widths"}, "sort"),
 ])
 def test_bad_list_parameters_are_422_naming_them(client, params, name):
     response = client.get("/api/runs", params=params)

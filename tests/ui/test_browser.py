@@ -295,8 +295,9 @@ def insert_timing_data(lab) -> int:
                 run = lifecycle.new_run(config)
                 now = utcnow()
                 run.status, run.attempt, run.started_at, run.finished_at = SUCCEEDED, 1, now, now
-                run.progress = {"step": 160, "epoch": 10, "train_loss": 0.5, "train_acc": 0.8, "test_acc": 0.75}
-                run.final_metrics = {"test_acc": 0.75, "train_acc": 0.8, "train_loss": 0.5, "steps": 160, "epochs": 10}
+                accuracy = 0.5 + (i * 37 % 500) / 1000               # all different; the best is an old run
+                run.progress = {"step": 160, "epoch": 10, "train_loss": 0.5, "train_acc": 0.8, "test_acc": accuracy}
+                run.final_metrics = {"test_acc": accuracy, "train_acc": 0.8, "train_loss": 0.5, "steps": 160, "epochs": 10}
                 runs.append(run)
             session.add_all(runs)
             session.commit()
@@ -403,3 +404,24 @@ def test_load_timing_500_runs_and_a_100k_point_chart(playwright, browser, lab, s
     (REPO / "artifacts").mkdir(exist_ok=True)
     (REPO / "artifacts" / "ui-timings.json").write_text(json.dumps(timings, indent=2))
     print(f"\nUI load timings: {json.dumps(timings)}")
+
+
+def test_a_column_sorts_every_run_not_only_the_page_shown(page, lab, screenshots):
+    def first_ids(sort: str) -> list[int]:
+        return [run["id"] for run in lab.get("/api/runs", sort=sort, limit=50)["items"]]
+
+    best, worst = first_ids("-metrics.test_acc")[0], first_ids("metrics.test_acc")[0]
+    assert best not in first_ids("-id") and lab.get("/api/runs", limit=1)["total"] > 50, \
+        "the best run is on the first page anyway: this would not show a server-side sort"
+
+    open_app(page, lab, "/runs?limit=50")
+    page.wait_for_selector(".run-table tbody tr")
+    first_row = "() => document.querySelector('.run-table tbody tr').dataset.runId"
+    page.click(".run-table th[data-key=test_acc]")                       # best first
+    page.wait_for_function(f"() => ({first_row})() === '{best}'")
+    assert "sort=-test_acc" in page.url
+    page.click(".run-table th[data-key=test_acc]")                       # worst first
+    page.wait_for_function(f"() => ({first_row})() === '{worst}'")
+    shown = page.evaluate("[...document.querySelectorAll('.run-table tbody tr')].map((tr) => Number(tr.dataset.runId))")
+    assert shown == first_ids("metrics.test_acc")
+    shot(page, "runs-sorted-by-test-accuracy")

@@ -1,0 +1,55 @@
+"""The `sort` query parameter of the runs list: any column a researcher orders runs by, across
+all pages, on SQLite and Postgres alike.
+
+    id | created_at | status | role | experiment_id | d
+    metrics.<key>     a final metric (idlab.metrics.FINAL), or while a run goes the latest
+                      value of that key in its progress: `metrics.test_acc`
+    config.<field>    a single-valued run-config field: `config.augmentation`, `config.seed`
+
+A leading `-` sorts descending. Runs without a value come last either way; ties are
+broken by id, newest first.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, case, func
+
+from backend.models import STATUSES, Run
+from backend.run_filters import PREFIX, json_scalar, scalar_kind
+from backend.validation import echo, error, reject
+from idlab import metrics as M
+from idlab.config import RunConfig
+
+COLUMNS = {"id": Run.id, "created_at": Run.created_at, "role": Run.role, "experiment_id": Run.experiment_id,
+           "d": Run.d, "status": case({status: rank for rank, status in enumerate(STATUSES)}, value=Run.status)}
+METRICS_PREFIX = "metrics."
+SORTABLE_METRICS = M.FINAL
+
+
+def sort_order(sort: str) -> list[ColumnElement]:
+    """ORDER BY clauses for `sort`; 422 naming the parameter when it names nothing sortable."""
+    name = sort.removeprefix("-")
+    expression = _expression(name)
+    if expression is None:
+        raise reject([error(("query", "sort"), f"cannot sort runs by {name!r}: use one of {', '.join(COLUMNS)}, "
+                            f"{METRICS_PREFIX}<key> (a final metric: {', '.join(SORTABLE_METRICS)}) or "
+                            f"{PREFIX}<field> (a single-valued run-config field), '-' first for descending",
+                            input_=echo(sort))])
+    direction = expression.desc() if sort.startswith("-") else expression.asc()
+    if name == "id":
+        return [direction]
+    return [direction.nulls_last(), Run.id.desc()]
+
+
+def _expression(name: str) -> ColumnElement | None:
+    if name in COLUMNS:
+        return COLUMNS[name]
+    if name.startswith(METRICS_PREFIX) and name.removeprefix(METRICS_PREFIX) in SORTABLE_METRICS:
+        key = name.removeprefix(METRICS_PREFIX)
+        return func.coalesce(Run.final_metrics[key].as_float(), Run.progress[key].as_float())
+    if name.startswith(PREFIX):
+        info = RunConfig.model_fields.get(name.removeprefix(PREFIX))
+        kind = scalar_kind(info.annotation)[0] if info is not None else None
+        if kind is not None:
+            return json_scalar(name.removeprefix(PREFIX), kind)
+    return None
