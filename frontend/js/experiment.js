@@ -12,7 +12,9 @@ import {
 import { blockLabel } from "./run.js";
 import { RunTable } from "./runs.js";
 
-const POLL_MS = 3000;
+const POLL_MS = 3000;          // only when the event stream cannot be opened
+const LIVE_STATUS_MS = 300;     // a run started or ended: redraw soon, batching its neighbours
+const LIVE_PROGRESS_MS = 2000;  // an overlaid run progressed: its curves, at most this often
 const OVERLAY_POINTS = 600;
 const MAX_DEFAULT_OVERLAY = 8;
 const METRICS = [["test_acc", "test accuracy"], ["train_acc", "train accuracy"], ["train_loss", "train loss"], ["test_loss", "test loss"]];
@@ -507,11 +509,13 @@ export async function renderExperimentPage(root, experimentId) {
 
   // ---- live: re-read when runs finish ----
   let finishedKey = null;
+  const drawnStatus = new Map();    // run id → the status the charts were last drawn with
   async function refresh(force = false) {
     try {
       experiment = await api(`/api/experiments/${experiment.id}`);
     } catch { return; }
     if (closed) return;
+    for (const run of experiment.runs || []) drawnStatus.set(run.id, run.status);
     paintCounts();
     const key = JSON.stringify(experiment.counts || {});
     const running = (experiment.runs || []).some((r) => r.status === "running");
@@ -527,14 +531,46 @@ export async function renderExperimentPage(root, experimentId) {
     }
   }
 
+  // The experiment's event stream says when a run starts, progresses or ends (and, for a search,
+  // when a round's runs appear): a status change redraws everything, progress of an overlaid
+  // run only the overlay. Redraws are batched; polling takes over if the stream cannot be had.
+  let pending = null, scheduled = false, poll = null;
+  function redraw(what) {
+    if (pending !== "all") pending = what;
+    if (scheduled) return;
+    scheduled = true;
+    setTimeout(async () => {
+      const doing = pending;
+      pending = null;
+      try {
+        if (closed) return;
+        if (doing === "all") await refresh(true);
+        else { await loadRuns(); await drawOverlay(); }
+      } finally {
+        scheduled = false;
+        if (pending && !closed) redraw(pending);
+      }
+    }, pending === "all" ? LIVE_STATUS_MS : LIVE_PROGRESS_MS);
+  }
+  const stream = new EventSource(`/api/experiments/${experiment.id}/events`);
+  stream.addEventListener("status", (e) => {
+    const changed = JSON.parse(e.data);
+    if (changed.some((run) => drawnStatus.get(run.id) !== run.status)) redraw("all");
+    else if (changed.some((run) => run.status === "running" && selection.has(run.id))) redraw("overlay");
+  });
+  stream.addEventListener("end", () => { stream.close(); redraw("all"); });
+  stream.onerror = () => {
+    if (stream.readyState === EventSource.CLOSED && !closed && !poll) poll = poller(() => refresh(false), POLL_MS);
+  };
+
   paintCounts();
   emptyChart(overlayDiv, "No runs chosen.");
   await Promise.all([table.start(), refresh(true)]);
-  const poll = poller(() => refresh(false), POLL_MS);
 
   return () => {
     closed = true;
-    poll.stop();
+    stream.close();
+    poll?.stop();
     table.stop();
     [mainDiv, overlayDiv, distDiv, stdDiv, roundsDiv].forEach(purge);
   };

@@ -92,6 +92,8 @@ def test_invalid_input_shows_the_message_beside_the_field(page, lab, screenshots
 
 
 def test_submit_an_experiment_through_the_form(page, lab, screenshots):
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     open_app(page, lab, "/new")
     page.wait_for_selector("[data-preset]")
     shot(page, "new-experiment")
@@ -133,6 +135,15 @@ def test_submit_an_experiment_through_the_form(page, lab, screenshots):
     page.wait_for_function("() => document.querySelectorAll('.run-table tbody tr').length === 7")
     page.wait_for_selector(".run-table tbody tr[data-status=running]", timeout=90_000)
     shot(page, "experiment-running")
+
+    # The accuracy-vs-d chart grows as runs finish, without a reload: the experiment's event stream
+    # tells the page when a run's status changes.
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_function("() => { const gd = document.querySelector('[data-chart=accuracy-vs-d]');"
+                           " return gd && gd.data && gd.data.some((t) => t.name && t.x.length > 0); }",
+                           timeout=180_000)
+    assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+    assert f"{lab.url}/api/experiments/{experiment_id}/events" in requested
 
 
 # ---- a run, live ----------------------------------------------------------------------------------
