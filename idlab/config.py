@@ -41,6 +41,10 @@ DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d{1,2})?)$"
 DENSE_BUDGET_ENV = "IDLAB_DENSE_P_BUDGET_MB"
 DEFAULT_DENSE_BUDGET_MB = 2048
 BYTES_PER_FLOAT = 4
+#: A sparse P's non-zero is stored twice (P̃ and its transpose), each a value and an index.
+BYTES_PER_SPARSE_ENTRY = 2 * (BYTES_PER_FLOAT + 8)
+#: Most weights a run may train: θ, its gradient and Adam's two moments take 16 GB at this size.
+MAX_WEIGHTS = 1_000_000_000
 #: Highest power the power augmentation may add: θ^i of an entry of θ_d above 1 overflows float32 soon after.
 MAX_POWER_ORDER = 10
 
@@ -218,6 +222,10 @@ class RunConfig(BaseModel):
         """Memory of an explicit D×k P (×4 when trained: value, gradient, two Adam moments)."""
         return self.D * self.k * BYTES_PER_FLOAT * (4 if self.train_p else 1)
 
+    def sparse_p_bytes(self) -> int:
+        """Memory of a sparse P: density ρ = 1/√D, so ~k·√D non-zeros."""
+        return math.ceil(self.k * math.sqrt(self.D)) * BYTES_PER_SPARSE_ENTRY
+
     # ---- cross-field validation ---------------------------------------------------
 
     @model_validator(mode="after")
@@ -242,6 +250,10 @@ class RunConfig(BaseModel):
             reject("fc_widths", "each hidden width must be between 1 and 100000")
 
         subspace = self.method == "subspace"
+        if self.D > MAX_WEIGHTS:
+            reject("fc_widths", f"the network has D = {self.D:,} weights, more than the {MAX_WEIGHTS:,} a run may "
+                                "train (θ, its gradient and Adam's two moments alone would take "
+                                f"{16 * self.D / 2**30:,.0f} GiB): narrow fc_widths")
         if subspace and self.d > self.D:
             reject("d", f"d = {self.d:,} exceeds D = {self.D:,}, the number of weights of the network: a subspace of "
                         "the weight space has at most D dimensions; lower d (or train all weights with method 'direct')")
@@ -266,6 +278,14 @@ class RunConfig(BaseModel):
                 reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, over the "
                                      f"budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}); use projection 'sparse' "
                                      "or 'fastfood', or lower d")
+        if subspace and self.projection == "sparse":
+            budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
+            need_mb = self.sparse_p_bytes() / 2**20
+            if need_mb > budget_mb:
+                reject("projection", f"a sparse P of D×k = {self.D:,}×{self.k:,} holds ~k·√D = "
+                                     f"{math.ceil(self.k * math.sqrt(self.D)):,} non-zeros, {need_mb:,.0f} MiB, over "
+                                     f"the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}); use projection "
+                                     "'fastfood', or lower d")
         if subspace and "rff" in self.augmentation:
             budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
             need_mb = self.rff_B_bytes() / 2**20

@@ -102,3 +102,17 @@ def test_from_run_with_normalisation_is_warned():
     config = RunConfig(projection="dense", d=10, p_init="from_run:3")
     assert any("normalize_p 'none'" in w for w in config.warnings)
     assert RunConfig(projection="dense", d=10, p_init="from_run:3", normalize_p="none").warnings == []
+
+
+def test_a_network_too_large_to_train_is_refused_naming_fc_widths():
+    problems = rejected_fields(fc_widths=[100_000] * 8, method="direct")
+    assert "narrow fc_widths" in problems["fc_widths"] and "1,000,000,000" in problems["fc_widths"]
+
+
+def test_a_sparse_p_counts_against_the_memory_budget():
+    wide = dict(projection="sparse", fc_widths=[10_000, 10_000])          # D ≈ 1.08·10⁸, √D ≈ 10,400
+    problems = rejected_fields(**wide, d=100_000)                          # ~10⁹ non-zeros
+    assert "non-zeros" in problems["projection"] and "fastfood" in problems["projection"]
+    accepted = RunConfig.model_validate({**wide, "d": 1000}, context={"dense_budget_mb": 1024})
+    assert accepted.sparse_p_bytes() < 1024 * 2**20
+

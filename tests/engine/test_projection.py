@@ -270,3 +270,11 @@ def test_cuda_matches_cpu(projection, normalize_p):
     y_gpu.backward(g.cuda())
     assert close(y_gpu.cpu(), y, 1e-4) and close(v_gpu.grad.cpu(), v.grad, 1e-4)
     assert close(gpu.transpose(g.cuda()).cpu(), cpu.transpose(g), 1e-4)
+
+
+def test_the_sparse_p_memory_estimate_bounds_what_it_stores():
+    """RunConfig.sparse_p_bytes, which validation holds against the budget, is an upper bound."""
+    cfg = RunConfig(projection="sparse", fc_widths=[64], d=300, device="cpu")
+    P = build_projection(cfg, row_slices(cfg), torch.Generator().manual_seed(0))
+    stored = sum(b.numel() * b.element_size() for name, b in P.named_buffers() if not name.startswith("crow"))
+    assert 0.3 * cfg.sparse_p_bytes() <= stored <= cfg.sparse_p_bytes()
