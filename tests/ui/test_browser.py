@@ -26,8 +26,9 @@ from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, SCREENSHOTS
 #: Tiny runs: fc 784-16-10 on 256 synthetic examples, a dense P (its histograms are recorded).
 TINY = dict(dataset="synthetic", model="fc", fc_widths=[16], projection="dense", train_size=256, test_size=128,
             batch_size=16, log_every=1, device="cpu")
-#: Long enough to watch and to cancel (thousands of logged steps).
-LONG = dict(TINY, d=8, epochs=400)
+#: Long enough to watch and to cancel even on a fast CPU (64,000 logged steps, a minute or more);
+#: both runs are cancelled, so the length costs nothing.
+LONG = dict(TINY, d=8, epochs=4000)
 #: The form's seven runs: 1,600 steps each, so that every one runs for seconds even on a fast CPU and
 #: the runs table, polling every 2 s, sees one running.
 FORM_EPOCHS = 100
