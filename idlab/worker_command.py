@@ -44,9 +44,10 @@ def command_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade(settings.database)
 
-    from worker.celery_app import celery_app
+    from worker.celery_app import celery_app, create_broker_folders
     from worker.devices import default_queues
 
+    create_broker_folders(settings)
     queues = args.queues or ",".join(default_queues())
     celery_app.worker_main([
         "worker", "--queues", queues, "--concurrency", str(args.concurrency), "--pool", "prefork",  # worker.pool's

@@ -50,15 +50,20 @@ def queue_for(config: dict) -> str:
 
 
 def broker_options(settings: Settings) -> dict:
-    """Transport options for the configured broker (creating the embedded broker's folders)."""
+    """Transport options for the configured broker."""
     if not settings.broker.startswith("filesystem"):
         return {"visibility_timeout": WEEK_SECONDS}
     folder = settings.embedded_broker_dir
-    for sub in BROKER_FOLDERS:
-        (folder / sub).mkdir(parents=True, exist_ok=True)
     return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
             "store_processed": True, "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control")}
+
+
+def create_broker_folders(settings: Settings) -> None:
+    """The embedded broker's folders, which its transport expects to exist (nothing for Redis)."""
+    if settings.broker.startswith("filesystem"):
+        for sub in BROKER_FOLDERS:
+            (settings.embedded_broker_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
 def prune_processed_messages(settings: Settings, keep_seconds: float = PROCESSED_KEEP_SECONDS) -> int:
@@ -77,8 +82,10 @@ def prune_processed_messages(settings: Settings, keep_seconds: float = PROCESSED
     return removed
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
+def make_celery(settings: Settings | None = None, create_folders: bool = True) -> Celery:
     settings = settings or get_settings()
+    if create_folders:
+        create_broker_folders(settings)
     # "filesystem://" names no host, which Kombu warns about on every connection.
     broker = "filesystem://localhost//" if settings.broker == "filesystem://" else settings.broker
     app = Celery("idlab", broker=broker, include=["worker.tasks"])
@@ -105,7 +112,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-celery_app = make_celery()
+# Importing this module (a notebook importing the backend, say) creates nothing on disk: the
+# API's app and `idlab worker` create the embedded broker's folders when they start.
+celery_app = make_celery(create_folders=False)
 
 
 def enqueue_run(run_id: int, config: dict, app: Celery | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ from backend import lifecycle
 from backend.models import utcnow
 from worker.celery_app import TRAIN_TASK
 from worker.reaper import reap, resend_handed_back
+from tests.lab.conftest import REPO
 from tests.lab.worker_fixtures import SentMessages, add_run, add_worker, database, reload, sessions, settings  # noqa: F401
 
 STALE = 120  # seconds without a heartbeat: past the fixture's stale_after_seconds (60)
@@ -124,4 +126,19 @@ def test_the_api_can_enqueue_without_importing_torch():
             "app = make_celery(Settings(_env_file=None, data_dir=tempfile.mkdtemp())); "
             "enqueue_run(1, {'device': 'cpu'}, app); assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_importing_the_backend_creates_nothing_on_disk(tmp_path):
+    """A notebook importing the API or the Celery app in some folder finds that folder untouched;
+    the API's app creates the embedded broker's folders in its data directory when it is made."""
+    code = ("import backend.main, worker.celery_app, pathlib; "
+            "assert not list(pathlib.Path('.').iterdir()), list(pathlib.Path('.').iterdir()); "
+            "from backend.settings import Settings; "
+            "worker.celery_app.make_celery(Settings(_env_file=None, data_dir='lab')); "
+            "assert sorted(p.name for p in pathlib.Path('lab/broker').iterdir()) == ['control', 'processed', 'queue']")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDLAB_")}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
