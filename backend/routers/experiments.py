@@ -19,7 +19,7 @@ from backend.analysis import export
 from backend.analysis.summary import summarize
 from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
-from backend.events import experiment_events
+from backend.events import event_stream, experiment_events
 from backend.grid import BASELINE, plan_experiment, search_rounds_at_most
 from backend.models import Experiment, Run, SearchGroup
 from backend.routers.runs import enqueue
@@ -175,5 +175,5 @@ async def experiment_event_stream(request: Request, experiment_id: ExperimentId,
     `event: end` once every run has finished."""
     with sessions() as session:
         get_experiment(session, experiment_id)
-    events = experiment_events(sessions, experiment_id, settings.sse_poll_seconds)
-    return EventSourceResponse(request.app.state.open_streams.track(events), ping=settings.sse_ping_seconds)
+    return event_stream(request, lambda shutdown: experiment_events(
+        sessions, experiment_id, settings.sse_poll_seconds, shutdown), settings.sse_ping_seconds)

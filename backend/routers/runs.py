@@ -16,7 +16,7 @@ from backend import lifecycle, points
 from backend.analysis.downsample import downsample
 from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
-from backend.events import run_events
+from backend.events import event_stream, run_events
 from backend.models import Run, RunArtifact
 from backend.run_filters import checked_config_fields, config_conditions
 from backend.run_sorts import sort_order
@@ -181,8 +181,8 @@ async def run_event_stream(
     after = max(last_event_id or 0, _event_id(last_event_id_header))
     with sessions() as session:   # a short check; the stream itself opens one session per poll
         get_run(session, run_id)
-    events = run_events(sessions, run_id, after, settings.sse_poll_seconds)
-    return EventSourceResponse(request.app.state.open_streams.track(events), ping=settings.sse_ping_seconds)
+    return event_stream(request, lambda shutdown: run_events(
+        sessions, run_id, after, settings.sse_poll_seconds, shutdown), settings.sse_ping_seconds)
 
 
 @router.get("/{run_id}/distributions", response_model=DistributionsOut, summary="Histograms of P and θ_d",

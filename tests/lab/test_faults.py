@@ -225,6 +225,7 @@ def test_an_event_stream_survives_api_restarts_and_delivers_every_point_once(lab
             assert lab.run(run_id).status == RUNNING, "the run ended before the API went down: make it longer"
             if restart == "stop":
                 assert api.stop() is not None, f"the API did not stop on SIGTERM:\n{api.output()[-3000:]}"
+                assert "ERROR" not in api.output(), f"the open stream did not end cleanly:\n{api.output()[-3000:]}"
             else:
                 api.kill()
             down_with = lab.point_count(run_id)
