@@ -240,7 +240,8 @@ export async function renderExperimentPage(root, experimentId) {
   });
   const runsPanel = h("div.panel", h("div.panel-head", h("h2", "Runs")), table.node);
 
-  root.append(head, info, mainPanel, searchPanel, dintPanel, h("div.grid2", overlayPanel, distPanel), runsPanel);
+  root.append(...[head, info, mainPanel, searchPanel, dintPanel, h("div.grid2", overlayPanel, distPanel), runsPanel]
+    .filter(Boolean));   // no search panel for a grid: DOM append would write "null"
 
   // ---- data ----
   const paintCounts = () => {
@@ -252,10 +253,14 @@ export async function renderExperimentPage(root, experimentId) {
   };
 
   async function loadRuns() {
-    // All runs with their configs, for grouping (experiments are capped at max_experiment_runs).
+    // All runs, with the config fields that group and label them (the summary's fields are the
+    // grid's); experiments are capped at max_experiment_runs.
+    const configFields = [...new Set([...Object.keys(experiment.grid || {}), "d", "seed"])];
     const items = [];
     for (let offset = 0; ; offset += 1000) {
-      const page = await api("/api/runs", { query: { experiment_id: experiment.id, limit: 1000, offset, sort: "id" } });
+      const page = await api("/api/runs", {
+        query: { experiment_id: experiment.id, limit: 1000, offset, sort: "id", config_fields: configFields },
+      });
       items.push(...page.items);
       if (items.length >= page.total || !page.items.length) break;
     }

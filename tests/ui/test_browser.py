@@ -224,6 +224,7 @@ def test_accuracy_vs_d_chart_and_the_experiment_page(page, lab, screenshots):
     assert page.locator("table.dint tbody tr").count() == 2
     page.wait_for_selector("[data-section=p-across-d][data-loaded=true]")
     assert max(trace_lengths(page, "[data-chart=p-across-d]")) > 0
+    assert not re.search(r"\b(null|undefined|NaN)\b", page.inner_text("#app")), "a missing value printed as text"
     assert max(trace_lengths(page, "[data-chart=overlay]") or [0]) > 0
     shot(page, "experiment")
 
