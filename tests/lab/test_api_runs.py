@@ -352,6 +352,19 @@ def test_write_points_upserts_and_gives_changed_points_fresh_ids(client, session
     assert after[1].id > max(before.values())                         # changed: a fresh, larger id
 
 
+def test_written_points_keep_their_exact_keys_and_values(client, sessions):
+    """Postgres receives new points through COPY's text format: nothing may be lost in the escaping."""
+    run = make_run(client)
+    odd_key = "a\tb\\c\nd"
+    values = [0.1, 1e-300, -2.5e17, 1 / 3, 0.0, 7.0]
+    with sessions() as session:
+        write_points(session, run["id"], [(odd_key, step, 2, value) for step, value in enumerate(values)])
+        session.commit()
+        stored = session.execute(select(MetricPoint.key, MetricPoint.step, MetricPoint.epoch, MetricPoint.value)
+                                 .where(MetricPoint.run_id == run["id"]).order_by(MetricPoint.step)).all()
+    assert [tuple(row) for row in stored] == [(odd_key, step, 2, value) for step, value in enumerate(values)]
+
+
 # ---- distributions -------------------------------------------------------------------------------
 
 
