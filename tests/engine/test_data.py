@@ -30,16 +30,11 @@ from worker.subspace.data import (
     synthetic_arrays,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
 def config(**fields) -> RunConfig:
     return RunConfig(projection="sparse", **fields)
-
-
-def real_data_dir() -> Path:
-    return Path(os.environ.get("IDLAB_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
 # ---- fixtures written in tmp_path -----------------------------------------------------
@@ -89,11 +84,8 @@ def write_cifar(folder: Path, n: int = 8, protocol: int = 2) -> dict[str, dict]:
 # ---- the real MNIST -------------------------------------------------------------------
 
 
-def test_real_mnist_loads_with_its_published_sizes_and_label_counts():
-    root = real_data_dir()
-    if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"no MNIST under {root} (set IDLAB_DATA_DIR)")
-    splits = load_dataset(config(dataset="mnist", input_scaling="unit"), root)
+def test_real_mnist_loads_with_its_published_sizes_and_label_counts(mnist_dir):
+    splits = load_dataset(config(dataset="mnist", input_scaling="unit"), mnist_dir)
     assert splits.train_x.shape == (60_000, 1, 28, 28) and splits.test_x.shape == (10_000, 1, 28, 28)
     assert splits.train_x.dtype == torch.float32 and splits.train_y.dtype == torch.int64
     assert torch.bincount(splits.train_y).tolist() == MNIST_TRAIN_COUNTS
