@@ -271,29 +271,21 @@ class RunConfig(BaseModel):
             elif self.k > self.D:
                 reject("p_init", f"p_init 'orthogonal' needs k ≤ D, but k = {self.k} > D = {self.D}: "
                                  "lower d or the number of features")
-        if subspace and self.projection == "dense":
-            budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
-            need_mb = self.dense_p_bytes() / 2**20
-            if need_mb > budget_mb:
-                reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, over the "
-                                     f"budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}); use projection 'sparse' "
-                                     "or 'fastfood', or lower d")
-        if subspace and self.projection == "sparse":
-            budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
-            need_mb = self.sparse_p_bytes() / 2**20
-            if need_mb > budget_mb:
+        budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
+        over = f"over the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV})"
+        memory = {"dense": self.dense_p_bytes, "sparse": self.sparse_p_bytes}.get(self.projection)
+        if subspace and memory and (need_mb := memory() / 2**20) > budget_mb:
+            if self.projection == "dense":
+                reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, {over}; "
+                                     "use projection 'sparse' or 'fastfood', or lower d")
+            else:
                 reject("projection", f"a sparse P of D×k = {self.D:,}×{self.k:,} holds ~k·√D = "
-                                     f"{math.ceil(self.k * math.sqrt(self.D)):,} non-zeros, {need_mb:,.0f} MiB, over "
-                                     f"the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}); use projection "
-                                     "'fastfood', or lower d")
-        if subspace and "rff" in self.augmentation:
-            budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
-            need_mb = self.rff_B_bytes() / 2**20
-            if need_mb > budget_mb:
-                reject("rff_features", f"the RFF matrices B (m×d = {self.m:,}×{self.d:,}"
-                                       f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
-                                       f"over the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV}): set rff_features "
-                                       "lower or share one B across tensors")
+                                     f"{math.ceil(self.k * math.sqrt(self.D)):,} non-zeros, {need_mb:,.0f} MiB, "
+                                     f"{over}; use projection 'fastfood', or lower d")
+        if subspace and "rff" in self.augmentation and (need_mb := self.rff_B_bytes() / 2**20) > budget_mb:
+            reject("rff_features", f"the RFF matrices B (m×d = {self.m:,}×{self.d:,}"
+                                   f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
+                                   f"{over}: set rff_features lower or share one B across tensors")
         if errors:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
