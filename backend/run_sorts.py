@@ -2,6 +2,7 @@
 all pages, on SQLite and Postgres alike.
 
     id | created_at | status | role | experiment_id | d
+    duration          seconds from start to finish, or to now while a run goes
     metrics.<key>     a final metric (idlab.metrics.FINAL), or while a run goes the latest
                       value of that key in its progress: `metrics.test_acc`
     config.<field>    a single-valued run-config field: `config.augmentation`, `config.seed`
@@ -12,7 +13,9 @@ broken by id, newest first.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, case, func
+from sqlalchemy import ColumnElement, Float, case, func
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from backend.models import STATUSES, Run
 from backend.run_filters import PREFIX, json_scalar, scalar_kind
@@ -20,8 +23,31 @@ from backend.validation import echo, error, reject
 from idlab import metrics as M
 from idlab.config import RunConfig
 
+
+class seconds_since(FunctionElement):
+    """seconds_since(start, end): end − start in seconds, with now for a NULL end (a run still going);
+    NULL for a NULL start. What backend.lifecycle.duration_seconds computes, in SQL."""
+
+    type = Float()
+    inherit_cache = True
+    name = "seconds_since"
+
+
+@compiles(seconds_since, "sqlite")
+def _seconds_since_sqlite(element, compiler, **kw):    # SQLite keeps UTC timestamps as text
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"((julianday(COALESCE({end}, 'now')) - julianday({start})) * 86400.0)"
+
+
+@compiles(seconds_since, "postgresql")
+def _seconds_since_postgres(element, compiler, **kw):
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXTRACT(EPOCH FROM COALESCE({end}, now()) - {start})"
+
+
 COLUMNS = {"id": Run.id, "created_at": Run.created_at, "role": Run.role, "experiment_id": Run.experiment_id,
-           "d": Run.d, "status": case({status: rank for rank, status in enumerate(STATUSES)}, value=Run.status)}
+           "d": Run.d, "status": case({status: rank for rank, status in enumerate(STATUSES)}, value=Run.status),
+           "duration": seconds_since(Run.started_at, Run.finished_at)}
 METRICS_PREFIX = "metrics."
 SORTABLE_METRICS = M.FINAL
 

@@ -73,7 +73,7 @@ def list_runs(
     experiment_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     role: RunRole | None = None,
     sort: Annotated[str, Query(max_length=100, description=(
-        "id, created_at, status, role, experiment_id, d, metrics.<key> (test_acc, train_loss, …: the final "
+        "id, created_at, status, role, experiment_id, d, duration, metrics.<key> (test_acc, train_loss, …: the final "
         "value, or the latest while a run goes) or config.<field>; '-' first for descending. Runs without "
         "a value come last."))] = "-id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

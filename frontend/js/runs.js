@@ -14,7 +14,7 @@ const PAGE_SIZES = [50, 100, 250, 500, 1000];
 const SERVER_SORTS = {
   id: "id", created: "created_at", status: "status", experiment: "experiment_id", role: "role", d: "d",
   augmentation: "config.augmentation", seed: "config.seed",
-  loss: "metrics.train_loss", train_acc: "metrics.train_acc", test_acc: "metrics.test_acc",
+  loss: "metrics.train_loss", train_acc: "metrics.train_acc", test_acc: "metrics.test_acc", duration: "duration",
 };
 
 // The config fields the columns read: the list asks for these alone, not every run's whole config.

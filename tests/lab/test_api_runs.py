@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from backend import lifecycle
-from backend.models import FAILED, RUNNING, SUCCEEDED, MetricPoint, Run, RunArtifact
+from backend.models import FAILED, RUNNING, SUCCEEDED, MetricPoint, Run, RunArtifact, utcnow
 from backend.points import ENVELOPE_STEPS, ENVELOPES, RAW_LIMIT, rebuild_envelopes, write_points
 from idlab import metrics as M
 from idlab.config import RunConfig
@@ -173,6 +174,17 @@ def test_list_sorts_across_pages_by_metrics_config_and_status(client, sessions):
     assert order("-config.augmentation") == [ids["rff"], ids["power"], ids["linear"]]
     assert order("status") == [ids["rff"], ids["power"], ids["linear"]]             # queued, running, succeeded
     assert order("-created_at") == order("-id") == sorted(ids.values(), reverse=True)
+
+    now = utcnow()                   # linear: 30 s; power: running for 100 s so far; rff: not started
+    with sessions() as session:
+        linear, power = session.get(Run, ids["linear"]), session.get(Run, ids["power"])
+        linear.started_at, linear.finished_at = now - timedelta(seconds=200), now - timedelta(seconds=170)
+        power.started_at = now - timedelta(seconds=100)
+        session.commit()
+    assert order("-duration") == [ids["power"], ids["linear"], ids["rff"]]
+    assert order("duration") == [ids["linear"], ids["power"], ids["rff"]]
+    listed = {r["id"]: r["duration_seconds"] for r in client.get("/api/runs").json()["items"]}
+    assert listed[ids["linear"]] == pytest.approx(30) and listed[ids["power"]] == pytest.approx(100, abs=5)
 
 
 @pytest.mark.parametrize("params, name", [

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+from datetime import timedelta
 
 from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, SCREENSHOTS
 
@@ -307,7 +308,8 @@ def insert_timing_data(lab) -> int:
                 config = RunConfig(**{**TINY, "d": 10 + i, "seed": i % 3, "epochs": 10})
                 run = lifecycle.new_run(config)
                 now = utcnow()
-                run.status, run.attempt, run.started_at, run.finished_at = SUCCEEDED, 1, now, now
+                run.status, run.attempt, run.finished_at = SUCCEEDED, 1, now
+                run.started_at = now - timedelta(seconds=1 + i * 53 % 500)   # all different, too
                 accuracy = 0.5 + (i * 37 % 500) / 1000               # all different; the best is an old run
                 run.progress = {"step": 160, "epoch": 10, "train_loss": 0.5, "train_acc": 0.8, "test_acc": accuracy}
                 run.final_metrics = {"test_acc": accuracy, "train_acc": 0.8, "train_loss": 0.5, "steps": 160, "epochs": 10}
@@ -438,3 +440,9 @@ def test_a_column_sorts_every_run_not_only_the_page_shown(page, lab, screenshots
     shown = page.evaluate("[...document.querySelectorAll('.run-table tbody tr')].map((tr) => Number(tr.dataset.runId))")
     assert shown == first_ids("metrics.test_acc")
     shot(page, "runs-sorted-by-test-accuracy")
+    longest = first_ids("-duration")[0]
+    assert longest not in first_ids("-id")
+    page.click(".run-table th[data-key=duration]")                       # shortest first
+    page.click(".run-table th[data-key=duration]")                       # longest first
+    page.wait_for_function(f"() => ({first_row})() === '{longest}'")
+    assert "sort=-duration" in page.url
