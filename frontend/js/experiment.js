@@ -557,20 +557,24 @@ export async function renderExperimentPage(root, experimentId) {
       }
     }, pending === "all" ? LIVE_STATUS_MS : LIVE_PROGRESS_MS);
   }
+
+  paintCounts();
+  emptyChart(overlayDiv, "No runs chosen.");
+  await Promise.all([table.start(), refresh(true)]);
+  // Opened once the page is drawn: its first event (every run's status) redraws only what changed since.
   const stream = new EventSource(`/api/experiments/${experiment.id}/events`);
   stream.addEventListener("status", (e) => {
     const changed = JSON.parse(e.data);
     if (changed.some((run) => drawnStatus.get(run.id) !== run.status)) redraw("all");
     else if (changed.some((run) => run.status === "running" && selection.has(run.id))) redraw("overlay");
   });
-  stream.addEventListener("end", () => { stream.close(); redraw("all"); });
+  stream.addEventListener("end", () => {
+    stream.close();
+    if ([...drawnStatus.values()].some((status) => !FINISHED.has(status))) redraw("all");   // drawn while going
+  });
   stream.onerror = () => {
     if (stream.readyState === EventSource.CLOSED && !closed && !poll) poll = poller(() => refresh(false), POLL_MS);
   };
-
-  paintCounts();
-  emptyChart(overlayDiv, "No runs chosen.");
-  await Promise.all([table.start(), refresh(true)]);
 
   return () => {
     closed = true;
