@@ -51,18 +51,15 @@ def event_stream(request: Request, events: Callable[[anyio.Event], AsyncIterator
                                shutdown_event=shutdown, shutdown_grace_period=SHUTDOWN_GRACE_SECONDS)
 
 
-async def _pause(seconds: float, shutdown: anyio.Event | None) -> bool:
+async def _pause(seconds: float, shutdown: anyio.Event) -> bool:
     """Sleep `seconds`, or until the server shuts down; True if it does."""
-    if shutdown is None:
-        await anyio.sleep(seconds)
-        return False
     with anyio.move_on_after(seconds):
         await shutdown.wait()
     return shutdown.is_set()
 
 
 async def run_events(sessions: sessionmaker[Session], run_id: int, after_id: int, poll_seconds: float,
-                     shutdown: anyio.Event | None = None) -> AsyncIterator[ServerSentEvent]:
+                     shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     sent_status = None
     first = True
     while True:
@@ -86,7 +83,7 @@ async def run_events(sessions: sessionmaker[Session], run_id: int, after_id: int
 
 
 async def experiment_events(sessions: sessionmaker[Session], experiment_id: int, poll_seconds: float,
-                            shutdown: anyio.Event | None = None) -> AsyncIterator[ServerSentEvent]:
+                            shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     """`event: status` with the list of the experiment's runs whose status or progress changed
     (all of them in the first event); `event: end` once every run has finished (and, for a
     search, no group is still searching: its next round is about to be queued)."""

@@ -489,7 +489,7 @@ class Lab:
                  poll_seconds: float = 1.0) -> dict:
         """Poll the run until it has finished (see wait); the bar counts its training steps."""
         run_id = _id(run)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _Deadline(timeout)
         body = self.run(run_id)
         bar = _progress(f"run {run_id}", _total_steps(body["config"]), "step", quiet)
         try:
@@ -499,11 +499,11 @@ class Lab:
                 if body["status"] in FINISHED:
                     bar.finish(_run_state(body))
                     return body
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline.passed():
                     raise LabTimeout(f"run {run_id} is still {body['status']} after {timeout:g} s "
                                      f"({_run_state(body)}); it goes on in the lab: wait again, or cancel it",
                                      detail=body)
-                time.sleep(poll_seconds if deadline is None else max(0.0, min(poll_seconds, deadline - time.monotonic())))
+                deadline.sleep(poll_seconds)
                 body = self.run(run_id)
         finally:
             bar.close()
@@ -515,7 +515,7 @@ class Lab:
         (a group "blocked" by a failed or cancelled run waits for a retry: wait returns, the summary
         says which). Returns the experiment."""
         experiment_id = _id(experiment)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _Deadline(timeout)
         body = self.experiment(experiment_id)
         bar = _progress(f"experiment {experiment_id}", len(body["runs"]), "run", quiet)
         try:
@@ -533,16 +533,31 @@ class Lab:
                 if done:
                     bar.finish(state or "no runs")
                     return body
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline.passed():
                     raise LabTimeout(f"experiment {experiment_id} has not finished after {timeout:g} s ({state}); "
                                      "it goes on in the lab: wait again, or cancel_experiment it", detail=body)
-                time.sleep(poll_seconds if deadline is None else max(0.0, min(poll_seconds, deadline - time.monotonic())))
+                deadline.sleep(poll_seconds)
                 body = self.experiment(experiment_id)
         finally:
             bar.close()
 
 
 # ---- rows and helpers ----------------------------------------------------------------------------
+
+
+class _Deadline:
+    """`timeout` seconds from now (None: never), for the wait loops."""
+
+    def __init__(self, timeout: float | None):
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when the deadline comes sooner."""
+        time.sleep(seconds if self.at is None else max(0.0, min(seconds, self.at - time.monotonic())))
+
 
 #: The run columns of runs(), in the order of the API's export (backend.analysis.export.RUN_COLUMNS), plus
 #: what only a live run has.

@@ -550,7 +550,7 @@ export async function renderExperimentPage(root, experimentId) {
       try {
         if (closed) return;
         if (doing === "all") await refresh(true);
-        else { await loadRuns(); await drawOverlay(); }
+        else await drawOverlay();
       } finally {
         scheduled = false;
         if (pending && !closed) redraw(pending);
@@ -566,7 +566,11 @@ export async function renderExperimentPage(root, experimentId) {
   stream.addEventListener("status", (e) => {
     const changed = JSON.parse(e.data);
     if (changed.some((run) => drawnStatus.get(run.id) !== run.status)) redraw("all");
-    else if (changed.some((run) => run.status === "running" && selection.has(run.id))) redraw("overlay");
+    else if (changed.some((run) => run.status === "running" && selection.has(run.id))) {
+      // Only progress moved: the event carries it, so the overlay redraws without re-reading every run.
+      for (const run of changed) if (runsById.has(run.id)) Object.assign(runsById.get(run.id), run);
+      redraw("overlay");
+    }
   });
   stream.addEventListener("end", () => {
     stream.close();
