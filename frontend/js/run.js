@@ -28,7 +28,8 @@ class Convergence {
   constructor(runId, onPoints) {
     this.runId = runId;
     this.onPoints = onPoints;
-    this.range = null;                 // [x0, x1] while zoomed
+    this.range = null;                 // [x0, x1] while zoomed: set by the zoom itself, drawn by every read
+    this.loads = 0;                    // reads started: only the latest one is drawn
     this.version = 0;                  // last point id included in the fetched series
     this.lastStep = {};                // key → largest step drawn
     this.lengths = {};                 // key → points in its trace
@@ -76,15 +77,18 @@ class Convergence {
   async load(range = null, prefetched = null) {
     const query = { max_points: MAX_POINTS };
     if (range) { query.x_min = Math.floor(range[0]); query.x_max = Math.ceil(range[1]); }
+    const ticket = ++this.loads;
     let data, Plotly;
     try {
       // plotly.js loads (and parses) while the series are on their way.
       [Plotly, data] = await Promise.all([loadPlotly(), prefetched || api(`/api/runs/${this.runId}/metrics`, { query })]);
     } catch (err) {
-      setText(this.status, `could not read the curves: ${err.message}`);
+      if (ticket === this.loads) setText(this.status, `could not read the curves: ${err.message}`);
       return;
     }
-    this.range = range;
+    // A read started later (a zoom while a live reload was on its way, or the reverse) wins,
+    // whichever answer arrives last: the charts never fall back to an older range.
+    if (ticket !== this.loads) return;
     const series = data.series || {};
     if (!range) {
       for (const [key, s] of Object.entries(series)) this.lastStep[key] = s.steps.length ? s.steps[s.steps.length - 1] : -1;
@@ -114,7 +118,9 @@ class Convergence {
     else if (Array.isArray(event["xaxis.range"])) range = event["xaxis.range"];
     else if (event["xaxis.autorange"]) range = null;
     else return;
-    // Keep both charts on the same x range, then re-read that range from the server.
+    // Keep both charts on the same x range, then re-read that range from the server (a live
+    // reload meanwhile reads it too: the range is the user's from now on).
+    this.range = range;
     this.syncing = true;
     const others = this.charts.filter((c) => c !== source && c.div.data);
     Promise.all(others.map((c) => window.Plotly.relayout(c.div, range ? { "xaxis.range": range, "xaxis.autorange": false } : { "xaxis.autorange": true, "yaxis.autorange": true })))
