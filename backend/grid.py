@@ -39,7 +39,7 @@ MAX_REPORTED_ERRORS = 20
 SUBSPACE_ONLY = frozenset({
     "method", "projection", "augmentation", "d", "p_init", "p_scale", "normalize_p", "train_p",
     "theta_d_init", "theta_d_std", "use_theta0", "power_orders", "power_coefs", "rff_features",
-    "rff_scale", "rff_amplitude", "rff_per_tensor",
+    "rff_scale", "rff_amplitude", "rff_per_tensor", "rff_centered", "train_rff_b", "sparse_scope", "from_run_mean",
 })
 
 

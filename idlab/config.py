@@ -6,8 +6,10 @@ parameter count D and the augmented dimension k — are computed from the same
 tables the engine builds its models and features from (`parameter_shapes`,
 `feature_blocks`); the engine's tests check that both agree.
 
-Defaults reproduce Li et al. (2018): unit-column P, θ_d = 0, Adam with lr 1e-3
-and betas (0.9, 0.99), batch 128, L2 1e-4 on θ_D.
+Defaults follow Li et al. (2018): unit-column P, θ_d = 0, Adam with lr 1e-3
+and betas (0.9, 0.99), batch 128, L2 1e-4 on θ_D. The settings that reproduce
+their reference code exactly (Keras' truncated He-normal θ_0, [0, 1] inputs,
+L2 on kernels only) are options the paper presets turn on (idlab/presets.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ ThetaDInit = Literal["zeros", "normal"]
 InputScaling = Literal["standardize", "unit", "raw"]
 OnDivergence = Literal["fail", "reduce_lr"]
 EarlyStoppingMetric = Literal["train_acc", "train_loss", "test_acc", "test_loss"]
+Theta0Init = Literal["he_normal", "he_truncated"]
+BiasInit = Literal["zeros", "he_normal"]
+WeightDecayScope = Literal["all", "kernels"]
+SparseScope = Literal["per_tensor", "global"]
+FromRunMean = Literal["zero", "trained"]
 
 P_INITS = ("normal", "uniform", "rademacher", "sparse", "orthogonal")
 FROM_RUN_PATTERN = re.compile(r"^from_run:([A-Za-z0-9_-]{1,64})$")
@@ -127,12 +134,16 @@ class RunConfig(BaseModel):
     fc_widths: list[int] = Field([200, 200], min_length=1, max_length=8,
                                  description="Hidden widths of the fc model (784-200-200-10 by default).")
     method: Method = Field("subspace", description="`subspace` trains θ_d only; `direct` trains all D weights (the baseline).")
+    theta0_init: Theta0Init = Field("he_normal", description="Kernels of θ_0: `he_normal` N(0, 2/fan_in), or `he_truncated` (Keras' he_normal of 2018: cut at 2σ without variance correction, std ≈ 0.88·√(2/fan_in); Li et al., Lam & Lee).")
+    bias_init: BiasInit = Field("zeros", description="Biases of θ_0: `zeros`, or `he_normal` like the kernels with fan_in = the bias length (Lam & Lee's code).")
 
     # The subspace.
-    projection: ProjectionName = Field("fastfood", description="How P·v is computed: explicit `dense`, `sparse` (density 1/√D) or structured `fastfood`.")
+    projection: ProjectionName = Field("fastfood", description="How P·v is computed: explicit `dense`, `sparse` (density 1/√D_t per weight tensor) or structured `fastfood`.")
+    sparse_scope: SparseScope = Field("per_tensor", description="Sparse P: `per_tensor` draws each weight tensor's rows with density 1/√D_t (Li et al.), `global` the whole P with density 1/√D.")
     augmentation: AugmentationName = Field("linear", description="Feature map φ: `linear` φ(θ)=θ, `power` adds λ_i·θ^i, `rff` adds a·cos(Bθ), a·sin(Bθ); `power+rff` concatenates both.")
     d: int = Field(750, gt=0, le=10_000_000, description="Intrinsic dimension: the number of trained weights θ_d.")
     p_init: str = Field("normal", description="Entries of P: normal, uniform, rademacher, sparse, orthogonal (dense, k ≤ D) or from_run:<id> (per-block statistics of an earlier run's trained P).")
+    from_run_mean: FromRunMean = Field("zero", description="With p_init from_run:<id>, each block of P ~ N(μ, σ²) with σ the trained per-block std and μ = 0 (`zero`, Lam & Lee) or the trained mean (`trained`).")
     p_scale: float = Field(1.0, gt=0, description="Standard deviation of P's entries before normalisation.")
     normalize_p: NormalizeP = Field("unit_columns", description="`unit_columns` (Li et al.), `none`, or `block_sum` (Lam & Lee; numerically fragile).")
     train_p: bool = Field(False, description="Train P as well (dense only): a diagnostic that records P before and after training.")
@@ -147,6 +158,8 @@ class RunConfig(BaseModel):
     rff_scale: float = Field(1.0, gt=0, description="σ: B ~ N(0, σ²).")
     rff_amplitude: float = Field(1.0, gt=0, description="a: the amplitude of the cos and sin features.")
     rff_per_tensor: bool = Field(False, description="Draw one B per weight tensor (Lam & Lee) instead of one shared B.")
+    rff_centered: bool = Field(False, description="Centred features a·(cos(Bθ) − 1), so that θ_D = θ_0 at θ_d = 0; off: Lam & Lee's a·cos(Bθ), which already moves θ_D by P·[0, a, 0] there.")
+    train_rff_b: bool = Field(False, description="Train the RFF matrices B as well (a diagnostic, like train_p): records B before and after training.")
 
     # Training.
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds θ_0, P, B, θ_d and the data order.")
@@ -158,6 +171,7 @@ class RunConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     lr_decay: float = Field(1.0, gt=0, le=1, description="Learning rate multiplied by this after every epoch.")
     weight_decay: float = Field(1e-4, ge=0, description="L2 penalty weight_decay·‖θ_D‖² added to the loss.")
+    weight_decay_scope: WeightDecayScope = Field("all", description="Weights the L2 penalty covers: `all` of θ_D, or `kernels` only, no biases (Li et al.).")
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many epochs without improvement of `early_stopping_metric`.")
     early_stopping_metric: EarlyStoppingMetric = Field("train_acc", description="Metric watched by early stopping.")
     input_scaling: InputScaling = Field("standardize", description="`standardize` (zero mean, unit std), `unit` (÷255) or `raw` (0–255, as Lam & Lee).")
@@ -212,19 +226,25 @@ class RunConfig(BaseModel):
         return match.group(1) if match else None
 
     def rff_B_bytes(self) -> int:
-        """Memory of the RFF matrices B ∈ R^{m×d} (one per weight tensor with rff_per_tensor)."""
+        """Memory of the RFF matrices B ∈ R^{m×d} (one per weight tensor with rff_per_tensor; ×4 when trained)."""
         if "rff" not in self.augmentation:
             return 0
         copies = len(self.parameter_shapes()) if self.rff_per_tensor else 1
-        return copies * self.m * self.d * BYTES_PER_FLOAT
+        return copies * self.m * self.d * BYTES_PER_FLOAT * (4 if self.train_rff_b else 1)
 
     def dense_p_bytes(self) -> int:
         """Memory of an explicit D×k P (×4 when trained: value, gradient, two Adam moments)."""
         return self.D * self.k * BYTES_PER_FLOAT * (4 if self.train_p else 1)
 
+    def sparse_p_nonzeros(self) -> int:
+        """Non-zeros of a sparse P: ~k·Σ_t √D_t (density 1/√D_t per weight tensor t), or ~k·√D (global)."""
+        if self.sparse_scope == "global":
+            return math.ceil(self.k * math.sqrt(self.D))
+        return math.ceil(self.k * sum(math.sqrt(math.prod(shape)) for _, shape in self.parameter_shapes()))
+
     def sparse_p_bytes(self) -> int:
-        """Memory of a sparse P: density ρ = 1/√D, so ~k·√D non-zeros."""
-        return math.ceil(self.k * math.sqrt(self.D)) * BYTES_PER_SPARSE_ENTRY
+        """Memory of a sparse P: its non-zeros, each stored twice (P̃ and its transpose)."""
+        return self.sparse_p_nonzeros() * BYTES_PER_SPARSE_ENTRY
 
     # ---- cross-field validation ---------------------------------------------------
 
@@ -262,6 +282,9 @@ class RunConfig(BaseModel):
                               "only an explicit matrix can be trained")
         if self.train_p and not subspace:
             reject("train_p", "train_p applies to subspace training, not method 'direct'")
+        if self.train_rff_b and not (subspace and "rff" in self.augmentation):
+            reject("train_rff_b", "train_rff_b trains the RFF matrices B: it needs method 'subspace' and an "
+                                  f"augmentation with rff (got {self.method!r}, {self.augmentation!r})")
         if subspace and self.projection == "fastfood" and self.p_init != "normal":
             reject("p_init", f"fastfood has its own structure (Gaussian diagonal between Hadamard transforms); "
                              f"p_init {self.p_init!r} needs projection 'dense' or 'sparse'")
@@ -279,13 +302,14 @@ class RunConfig(BaseModel):
                 reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, {over}; "
                                      "use projection 'sparse' or 'fastfood', or lower d")
             else:
-                reject("projection", f"a sparse P of D×k = {self.D:,}×{self.k:,} holds ~k·√D = "
-                                     f"{math.ceil(self.k * math.sqrt(self.D)):,} non-zeros, {need_mb:,.0f} MiB, "
+                reject("projection", f"a sparse P of D×k = {self.D:,}×{self.k:,} holds "
+                                     f"~{self.sparse_p_nonzeros():,} non-zeros, {need_mb:,.0f} MiB, "
                                      f"{over}; use projection 'fastfood', or lower d")
         if subspace and "rff" in self.augmentation and (need_mb := self.rff_B_bytes() / 2**20) > budget_mb:
             reject("rff_features", f"the RFF matrices B (m×d = {self.m:,}×{self.d:,}"
                                    f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
-                                   f"{over}: set rff_features lower or share one B across tensors")
+                                   f"{over}: set rff_features lower or share one B across tensors"
+                                   + (" (a trained B takes four times its size)" if self.train_rff_b else ""))
         if errors:
             raise ValidationError.from_exception_data(
                 type(self).__name__,

@@ -19,8 +19,11 @@ TEST_ACC = "test_acc"
 
 SERIES = (TRAIN_LOSS, TRAIN_ACC, LR, EPOCH_TRAIN_LOSS, EPOCH_TRAIN_ACC, TEST_LOSS, TEST_ACC)
 
+#: ‖θ_D(θ_d = 0) − θ_0‖: how far the subspace's origin lies from θ_0 (uncentred RFF features move it).
+OFFSET_AT_ZERO = "offset_at_zero"
+
 FINAL = (TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, "best_test_acc", "D", "k", "d",
-         "seconds", "epochs", "steps", "lr", "lr_reductions")
+         "seconds", "epochs", "steps", "lr", "lr_reductions", OFFSET_AT_ZERO)
 
 # What a running run is doing, reported in its progress as "phase" (next to its latest step).
 PREPARING = "preparing"    # loading the data, building the network and P

@@ -91,3 +91,4 @@ class DistributionsOut(BaseModel):
     P: dict[str, Any] = Field(description='{block: {"edges": [...], "initial": {"counts", "n", "mean", "std", '
                                           '"min", "max", "abs_mean"}, "trained": {...} | null}}')
     theta_d: dict[str, Any] | None = Field(None, description="The same for θ_d.")
+    B: dict[str, Any] | None = Field(None, description="The same for the RFF matrices B (trained with train_rff_b).")

@@ -11,11 +11,13 @@ import { gridToText, parseGrid, parseValue, runConfigSchema, sameValue, valueToT
 // Layout only: which section a field is shown in. Fields the schema has and this map lacks are
 // shown under "Other options", so a new RunConfig field appears in the form without a change here.
 const SECTIONS = [
-  ["Task", ["dataset", "model", "fc_widths", "method", "input_scaling", "train_size", "test_size"]],
-  ["Subspace", ["projection", "augmentation", "d", "p_init", "p_scale", "normalize_p", "train_p", "theta_d_init", "theta_d_std", "use_theta0"]],
-  ["Augmentation options", ["power_orders", "power_coefs", "rff_features", "rff_scale", "rff_amplitude", "rff_per_tensor"]],
+  ["Task", ["dataset", "model", "fc_widths", "method", "input_scaling", "train_size", "test_size", "theta0_init", "bias_init"]],
+  ["Subspace", ["projection", "augmentation", "d", "p_init", "p_scale", "normalize_p", "sparse_scope", "from_run_mean",
+    "train_p", "theta_d_init", "theta_d_std", "use_theta0"]],
+  ["Augmentation options", ["power_orders", "power_coefs", "rff_features", "rff_scale", "rff_amplitude", "rff_per_tensor",
+    "rff_centered", "train_rff_b"]],
   ["Training", ["epochs", "batch_size", "optimizer", "lr", "adam_betas", "momentum", "lr_decay", "weight_decay",
-    "early_stopping_patience", "early_stopping_metric", "on_divergence", "max_lr_reductions"]],
+    "weight_decay_scope", "early_stopping_patience", "early_stopping_metric", "on_divergence", "max_lr_reductions"]],
   ["Execution", ["log_every", "device"]],
 ];
 const SEED_FIELD = "seed";   // swept by the experiment's `seeds` list, not by the grid

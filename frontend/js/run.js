@@ -262,6 +262,13 @@ class Distributions {
       this.cells.push(...cells);
       sections.push(h("h3", { style: { marginTop: "12px" } }, "θ_d, the trained intrinsic weights"), h("div.hist-grid", cells.map((c) => c.cell)));
     }
+    const bBlocks = Object.entries(data.B || {});
+    if (bBlocks.length) {
+      const cells = bBlocks.map(([name, block]) => histogramCell(`B (${name})`, block, `run-${run.id}-B`));
+      this.cells.push(...cells);
+      sections.push(h("h3", { style: { marginTop: "12px" } }, "B, the random Fourier features' matrices (trained with train_rff_b)"),
+        h("div.hist-grid", cells.map((c) => c.cell)));
+    }
     this.body.replaceChildren(...sections);
     await Promise.all(this.cells.map((c) => c.draw()));
     this.node.dataset.loaded = "true";

@@ -66,3 +66,23 @@ def test_B_is_fixed_and_not_trained():
     assert torch.equal(augmentation.B, again.B)
     _, other_seed = phi(d=8, augmentation="rff", seed=1)
     assert not torch.equal(augmentation.B, other_seed.B)
+
+
+def test_centred_rff_is_zero_at_zero_and_uncentred_is_not():
+    config, centred = phi(d=8, augmentation="rff", rff_centered=True, rff_amplitude=2.0)
+    _, uncentred = phi(d=8, augmentation="rff", rff_amplitude=2.0)
+    zero = torch.zeros(8)
+    assert not centred(zero).any()
+    torch.testing.assert_close(uncentred(zero)[0, 8:8 + config.m], torch.full((config.m,), 2.0))
+    theta = torch.randn(8)
+    # the same features up to the constant a on the cosine block
+    shift = torch.zeros(config.k)
+    shift[8:8 + config.m] = 2.0
+    torch.testing.assert_close(uncentred(theta)[0] - centred(theta)[0], shift)
+
+
+def test_train_rff_b_makes_B_a_parameter():
+    _, augmentation = phi(d=8, augmentation="rff", train_rff_b=True)
+    assert [name for name, _ in augmentation.named_parameters()] == ["B"]
+    augmentation(torch.randn(8)).sum().backward()
+    assert augmentation.B.grad is not None and augmentation.B.grad.abs().sum() > 0

@@ -123,3 +123,31 @@ def test_parameter_views_rejects_a_vector_of_the_wrong_length():
     cfg = config(model="lenet")
     with pytest.raises(ValueError, match="44426"):
         parameter_views(torch.zeros(cfg.D + 1), cfg.parameter_shapes())
+
+
+def test_he_truncated_is_keras_truncated_normal_without_variance_correction():
+    """Keras' he_normal until 2.2: N(0, σ²) cut at ±2σ, σ = √(2/fan_in), so its std is ≈ 0.8796·σ."""
+    cfg = config(model="fc", dataset="mnist", theta0_init="he_truncated")
+    views = parameter_views(initial_theta(cfg, generator(0)), cfg.parameter_shapes())
+    kernel = views["layers.0.weight"]                       # 156,800 entries, fan_in 784
+    sigma = math.sqrt(2.0 / 784)
+    # variance of a standard normal truncated to [−2, 2]: 1 − 2·2·φ(2) / (Φ(2) − Φ(−2))
+    pdf2 = math.exp(-2) / math.sqrt(2 * math.pi)
+    mass = math.erf(2 / math.sqrt(2))
+    expected = sigma * math.sqrt(1 - 4 * pdf2 / mass)
+    assert abs(expected / sigma - 0.8796) < 1e-4
+    assert abs(kernel.std().item() / expected - 1) < 5 / math.sqrt(2 * kernel.numel())
+    assert kernel.abs().max().item() <= 2 * sigma
+    assert kernel.abs().max().item() > 1.95 * sigma       # cut at 2σ, not rescaled to a smaller range
+    assert torch.count_nonzero(views["layers.0.bias"]) == 0
+
+
+def test_he_normal_biases_use_their_length_as_fan_in():
+    cfg = config(model="fc", dataset="mnist", fc_widths=[2000], bias_init="he_normal")
+    views = parameter_views(initial_theta(cfg, generator(0)), cfg.parameter_shapes())
+    bias = views["layers.0.bias"]                          # 2,000 entries: σ = √(2/2000)
+    assert abs(bias.std().item() / math.sqrt(2 / 2000) - 1) < 5 / math.sqrt(2 * 2000)
+    # the kernels are the same draws as with zero biases up to the first bias
+    zero_bias = parameter_views(initial_theta(config(model="fc", dataset="mnist", fc_widths=[2000]), generator(0)),
+                                cfg.parameter_shapes())
+    assert torch.equal(views["layers.0.weight"], zero_bias["layers.0.weight"])

@@ -89,3 +89,33 @@ def test_direct_network_trains_all_weights_from_the_same_theta_0():
     torch.testing.assert_close(direct.theta_D(), subspace.theta_0)
     grads = gradients(direct, *batch())
     assert grads["theta"].shape == (config.D,)
+
+
+@pytest.mark.parametrize("projection", ["dense", "sparse", "fastfood"])
+def test_centred_rff_starts_at_theta_0_and_the_offset_is_recorded(projection):
+    centred = network(projection=projection, augmentation="rff", rff_centered=True)
+    torch.testing.assert_close(centred.theta_D(), centred.theta_0)
+    assert centred.offset_at_zero() == 0.0
+    uncentred = network(projection=projection, augmentation="rff")
+    # P·[0, a·1, 0]: the sum of the m cosine columns of P, of norm ≈ a·√m for unit columns
+    m = uncentred.phi.B.shape[1]
+    assert abs(uncentred.offset_at_zero() / m ** 0.5 - 1) < 0.5
+    expected = (uncentred.theta_D() - uncentred.theta_0).norm().item()
+    assert uncentred.offset_at_zero() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kernels_only_l2_leaves_the_biases_out():
+    net = network(weight_decay_scope="kernels", theta_d_init="normal", use_theta0=False)
+    theta_D = net.theta_D()
+    kernels = sum(theta_D[rows].square().sum() for (name, _), rows in zip(net.shapes, net.rows)
+                  if name.endswith("weight"))
+    torch.testing.assert_close(net.squared_norm(theta_D), kernels)
+    everything = network(theta_d_init="normal", use_theta0=False)
+    torch.testing.assert_close(everything.squared_norm(everything.theta_D()), theta_D.square().sum())
+    assert net.squared_norm(theta_D) < theta_D.square().sum()
+    # the penalty's gradient is 2·θ_D on the kernels' rows and 0 on the biases'
+    point = theta_D.detach().requires_grad_()
+    (gradient,) = torch.autograd.grad(net.squared_norm(point), point)
+    for (name, _), rows in zip(net.shapes, net.rows):
+        expected = 2 * point[rows].detach() if name.endswith("weight") else torch.zeros(rows.stop - rows.start)
+        torch.testing.assert_close(gradient[rows], expected)

@@ -150,13 +150,39 @@ def test_fastfood_columns_unit_norm_and_near_orthogonal():
     assert abs(M.mean()) < 5 / (cfg.D * math.sqrt(cfg.k))  # the std of the mean of iid entries: 1/(D√k)
 
 
-def test_sparse_density_is_one_over_sqrt_D():
-    cfg = config(projection="sparse", fc_widths=[4], d=200)
+def test_global_sparse_density_is_one_over_sqrt_D():
+    cfg = config(projection="sparse", sparse_scope="global", fc_widths=[4], d=200)
     P = build(cfg)
     assert isinstance(P, SparseProjection)
     nnz = int((P.materialize() != 0).sum())
     assert nnz == len(P.values) == len(P.column_entries(slice(None)))
     assert abs(nnz / (cfg.D * cfg.k) * math.sqrt(cfg.D) - 1) < 0.05
+
+
+def test_per_tensor_sparse_density_and_reach():
+    """Li et al.: density ρ_t = 1/√D_t within each weight tensor t, so that small tensors (biases) are reached.
+
+    n_t = round(ρ_t·D_t·k) positions are drawn uniformly in the D_t × k block (duplicates merged), so a
+    cell holds a non-zero with probability 1 − (1 − 1/(D_t·k))^n_t ≈ ρ_t, and a row of the tensor is
+    reached (has a non-zero in one of its k columns) with probability 1 − (1 − 1/D_t)^n_t ≈ 1 − (1 − ρ_t)^k.
+    """
+    def reach(cfg):
+        M = build(cfg).materialize()
+        return [((M[rows] != 0).any(dim=1).float().mean().item(), (M[rows] != 0).float().mean().item())
+                for rows in row_slices(cfg)]
+
+    cfg = config(projection="sparse", fc_widths=[200], d=50)  # tensors of 156,800, 200, 2,000 and 10 weights
+    for (reached, density), (name, shape) in zip(reach(cfg), cfg.parameter_shapes()):
+        D_t = math.prod(shape)
+        draws = round(D_t ** -0.5 * D_t * cfg.k)
+        assert abs(density / (1 - (1 - 1 / (D_t * cfg.k)) ** draws) - 1) < 0.1, (name, density)
+        assert abs(reached - (1 - (1 - 1 / D_t) ** draws)) < 0.05, (name, reached)
+    hidden_bias_reach = reach(cfg)[1][0]
+    assert hidden_bias_reach > 0.95
+    # one density 1/√D over the whole network reaches about one bias in nine here
+    global_reach = reach(cfg.model_copy(update={"sparse_scope": "global"}))
+    assert global_reach[1][0] < 0.25
+    assert len(build(cfg).values) <= cfg.sparse_p_nonzeros()
 
 
 @pytest.mark.parametrize("projection, p_init", [
@@ -166,7 +192,8 @@ def test_sparse_density_is_one_over_sqrt_D():
 ])
 def test_entries_have_mean_zero_and_std_p_scale(projection, p_init):
     s = 0.5
-    cfg = config(projection=projection, p_init=p_init, p_scale=s, normalize_p="none", fc_widths=[4], d=100)
+    cfg = config(projection=projection, p_init=p_init, p_scale=s, normalize_p="none", fc_widths=[4], d=100,
+                 sparse_scope="global")
     M = build(cfg).materialize()
     assert abs(M.std() / s - 1) < 0.05
     assert abs(M.mean()) < 0.05 * s
@@ -192,7 +219,7 @@ def test_orthogonal_columns(normalize_p):
 @pytest.mark.parametrize("projection", ["dense", "sparse"])
 def test_from_run_reproduces_per_block_statistics(projection):
     cfg = config(projection=projection, p_init="from_run:abc", normalize_p="none", augmentation="power",
-                 fc_widths=[4], d=100)
+                 fc_widths=[4], d=100, from_run_mean="trained")
     stats = {"linear": {"mean": 0.0, "std": 0.02}, "power_2": {"mean": 0.01, "std": 0.5},
              "power_3": {"mean": -0.3, "std": 0.1}}
     P = build(cfg, from_run_stats=stats)
@@ -202,6 +229,14 @@ def test_from_run_reproduces_per_block_statistics(projection):
         start += width
         assert len(values) > 5000
         assert abs(values.mean() - stats[name]["mean"]) < 0.05 * stats[name]["std"]
+        assert abs(values.std() / stats[name]["std"] - 1) < 0.05
+    # Lam & Lee's re-draw: the trained per-block std, zero mean
+    P = build(cfg.model_copy(update={"from_run_mean": "zero"}), from_run_stats=stats)
+    start = 0
+    for name, width in cfg.feature_blocks():
+        values = P.column_entries(slice(start, start + width))
+        start += width
+        assert abs(values.mean()) < 0.05 * stats[name]["std"]
         assert abs(values.std() / stats[name]["std"] - 1) < 0.05
     with pytest.raises(ValueError):
         build(cfg)  # no statistics given

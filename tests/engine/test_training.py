@@ -121,3 +121,23 @@ def test_cuda_run_matches_the_cpu_run_closely():
 def test_cuda_gives_the_same_loss_sequence_twice(projection):
     first, again = run(device="cuda", projection=projection)[1], run(device="cuda", projection=projection)[1]
     assert series(first, M.TRAIN_LOSS) == series(again, M.TRAIN_LOSS)
+
+
+def test_every_run_records_its_offset_at_zero_and_a_trained_B_records_its_change():
+    plain, _ = run(epochs=1)
+    assert plain.metrics[M.OFFSET_AT_ZERO] == 0.0
+    uncentred, _ = run(epochs=1, augmentation="rff", d=40)
+    assert uncentred.metrics[M.OFFSET_AT_ZERO] > 1.0       # ≈ a·√m = √20 with unit columns
+    assert uncentred.statistics["B"]["B"]["trained"] is None
+    trained, _ = run(epochs=1, augmentation="rff", d=40, rff_centered=True, train_rff_b=True)
+    assert trained.metrics[M.OFFSET_AT_ZERO] == 0.0
+    B = trained.statistics["B"]["B"]
+    assert B["initial"]["std"] == pytest.approx(1.0, rel=0.1)   # B ~ N(0, σ²), σ = rff_scale = 1
+    assert B["trained"]["std"] != B["initial"]["std"]
+
+
+def test_kernels_only_l2_changes_the_run_and_applies_to_direct_training_too():
+    for method in ("subspace", "direct"):
+        everything = run(epochs=1, method=method, weight_decay=0.05)[0].metrics[M.TEST_LOSS]
+        kernels = run(epochs=1, method=method, weight_decay=0.05, weight_decay_scope="kernels")[0].metrics[M.TEST_LOSS]
+        assert kernels != everything, method

@@ -17,11 +17,17 @@ Models (all output logits):
              → flatten → 120 → ReLU → 84 → ReLU → classes
 
 θ_0 (He et al. 2015, "He-normal"): every weight tensor W with fan_in inputs per
-output unit (in_features for Linear, in_channels·kh·kw for Conv2d) is drawn
+output unit (in_features for Linear, in_channels·kh·kw for Conv2d) is drawn, with
+σ = √(2 / fan_in),
 
-    W_ij ~ N(0, 2 / fan_in),
+    he_normal     W_ij ~ N(0, σ²)
+    he_truncated  W_ij ~ N(0, σ²) conditioned on |W_ij| ≤ 2σ   (Keras' he_normal until 2.2,
+                  which Li et al. and Lam & Lee used: no variance correction, so
+                  std(W_ij) = σ·√(1 − 2·2·φ(2) / (Φ(2) − Φ(−2))) ≈ 0.8796·σ)
 
-and every bias is 0.
+and every bias is 0 (bias_init "zeros") or drawn like the kernels with fan_in = its
+length (bias_init "he_normal": Keras computes the fans of a 1-D shape as its length;
+Lam & Lee's code).
 """
 
 from __future__ import annotations
@@ -106,22 +112,37 @@ def fan_in(shape: tuple[int, ...]) -> int:
     return math.prod(shape[1:])
 
 
+def is_kernel(name: str) -> bool:
+    """Whether a parameter is a kernel (a weight matrix or filter bank) rather than a bias."""
+    return name.endswith("weight")
+
+
 def initial_theta(config: RunConfig, generator: torch.Generator) -> torch.Tensor:
-    """θ_0 ∈ R^D (float32, CPU): He-normal weights N(0, 2/fan_in), zero biases.
+    """θ_0 ∈ R^D (float32, CPU): He-normal (or truncated He-normal) kernels, zero or He-normal biases.
 
     The tensors are drawn from `generator` (a CPU generator) one after another in
     `config.parameter_shapes()` order and concatenated, so the same generator
-    state gives the same θ_0.
+    state gives the same θ_0. Zero biases draw nothing.
     """
     blocks = []
     for name, shape in config.parameter_shapes():
         n = math.prod(shape)
-        if name.endswith("weight"):
-            std = math.sqrt(2.0 / fan_in(shape))
-            blocks.append(torch.randn(n, generator=generator, dtype=torch.float32) * std)
+        if is_kernel(name):
+            blocks.append(he_draw(n, fan_in(shape), config.theta0_init, generator))
+        elif config.bias_init == "he_normal":
+            blocks.append(he_draw(n, n, config.theta0_init, generator))
         else:
             blocks.append(torch.zeros(n, dtype=torch.float32))
     return torch.cat(blocks)
+
+
+def he_draw(n: int, fan: int, law: str, generator: torch.Generator) -> torch.Tensor:
+    """n entries with σ = √(2/fan): N(0, σ²) (`he_normal`) or N(0, σ²) cut at ±2σ (`he_truncated`)."""
+    sigma = math.sqrt(2.0 / fan)
+    if law == "he_truncated":
+        values = torch.empty(n, dtype=torch.float32)
+        return nn.init.trunc_normal_(values, 0.0, sigma, -2 * sigma, 2 * sigma, generator=generator)
+    return torch.randn(n, generator=generator, dtype=torch.float32) * sigma
 
 
 def parameter_views(theta: torch.Tensor, shapes: ParameterShapes) -> dict[str, torch.Tensor]:

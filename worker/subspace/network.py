@@ -26,7 +26,7 @@ from torch.func import functional_call
 
 from idlab.config import RunConfig
 from worker.subspace.augmentation import Augmentation
-from worker.subspace.model import build_model, initial_theta, parameter_views
+from worker.subspace.model import build_model, initial_theta, is_kernel, parameter_views
 from worker.subspace.projection import Projection, build_projection
 
 
@@ -47,11 +47,18 @@ class _FlatNetwork(nn.Module):
         super().__init__()
         self.shapes = config.parameter_shapes()
         self.rows = row_slices(config)
+        # The rows the L2 penalty covers: all of θ_D, or the kernels only (Li et al.).
+        self.penalized_rows = ([slice(0, config.D)] if config.weight_decay_scope == "all" else
+                               [rows for (name, _), rows in zip(self.shapes, self.rows) if is_kernel(name)])
         # Not registered as a submodule: its own (meta) weights are never used or trained.
         self._skeleton = (build_model(config).to("meta"),)
 
     def theta_D(self) -> Tensor:
         raise NotImplementedError
+
+    def squared_norm(self, theta_D: Tensor) -> Tensor:
+        """‖θ_D‖² over the weights the L2 penalty covers: Σ_{t penalised} ‖θ_D[rows_t]‖²."""
+        return sum(theta_D[rows].square().sum() for rows in self.penalized_rows)
 
     def forward(self, x: Tensor, theta_D: Tensor | None = None) -> Tensor:
         theta_D = self.theta_D() if theta_D is None else theta_D
@@ -78,13 +85,19 @@ class SubspaceNetwork(_FlatNetwork):
             theta_d = torch.zeros(config.d)
         self.theta_d = nn.Parameter(theta_d)
 
-    def theta_D(self) -> Tensor:
-        features = self.phi(self.theta_d)                      # (T, k)
+    def theta_D(self, theta_d: Tensor | None = None) -> Tensor:
+        """θ_0 + P·φ(θ_d), at the trained θ_d unless another point is given."""
+        features = self.phi(self.theta_d if theta_d is None else theta_d)   # (T, k)
         if self.phi.per_tensor:
             offset = self.P.forward_blocks(list(features), self.rows)
         else:
             offset = self.P(features[0])
         return self.theta_0 + offset
+
+    @torch.no_grad()
+    def offset_at_zero(self) -> float:
+        """‖θ_D(θ_d = 0) − θ_0‖ = ‖P·φ(0)‖: 0 unless an uncentred RFF feature is a·cos(0) = a there."""
+        return (self.theta_D(torch.zeros_like(self.theta_d)) - self.theta_0).norm().item()
 
 
 class DirectNetwork(_FlatNetwork):

@@ -4,7 +4,9 @@ Three ways to compute P·v, with the same statistics — entries of mean 0, and 
 normalize_p = "unit_columns" columns of unit norm, ‖P e_j‖ = 1:
 
     dense     the explicit D×k matrix                            memory D·k     time O(D·k)
-    sparse    density ρ = 1/√D: ~k·√D non-zeros (Li et al.)      memory O(k√D)  time O(k√D)
+    sparse    density ρ_t = 1/√D_t in the D_t rows of each weight tensor t (Li et al.):
+              ~k·Σ_t √D_t non-zeros                       memory O(k·Σ√D_t)  time O(k·Σ√D_t)
+              (sparse_scope "global": ρ = 1/√D over all of P, ~k·√D non-zeros)
     fastfood  stacked blocks S·H·G·Π·H·B, never materialised     memory O(D)    time O(D log k)
 
 Entries (p_init; s = p_scale, their standard deviation before normalisation):
@@ -14,12 +16,15 @@ Entries (p_init; s = p_scale, their standard deviation before normalisation):
     rademacher    ±s
     sparse        ±s/√ρ with probability ρ = 1/√D, else 0
     orthogonal    Q·s√D, Q ∈ R^{D×k} with orthonormal columns (Haar; dense only, k ≤ D)
-    from_run:id   column block b ~ N(μ_b, σ_b²), μ_b, σ_b = from_run_stats[b]["mean"], ["std"]
+    from_run:id   column block b ~ N(μ_b, σ_b²), σ_b = from_run_stats[b]["std"], and μ_b = 0
+                  (from_run_mean "zero", Lam & Lee) or from_run_stats[b]["mean"] ("trained")
 
-The sparse projection draws its non-zeros from the same law with standard deviation s/√ρ, so
-that every entry of P, zero or not, still has variance s²; from_run gives its non-zeros
-N(μ_b, σ_b²) directly (the statistics of a run are those of its stored values,
-`column_entries`).
+The sparse projection draws the non-zeros of tensor t from the same law with standard deviation
+s/√ρ_t, so that every entry of P, zero or not, still has variance s²; from_run gives its
+non-zeros N(μ_b, σ_b²) directly (the statistics of a run are those of its stored values,
+`column_entries`). Li et al. drew one very sparse projection per layer and then normalised
+the columns over all D: with one density 1/√D for the whole network, most rows of a small
+tensor (every bias) would have no non-zero at all, and so never move.
 
 Normalisation (normalize_p), with rows_t the rows of weight tensor t (`row_slices`):
 
@@ -128,7 +133,7 @@ class _SparseMatVec(torch.autograd.Function):
 
 
 class SparseProjection(Projection):
-    """P with density ρ = 1/√D: ~k·√D non-zeros (Li et al.; a very sparse random projection).
+    """A very sparse random P (Li et al.): density 1/√D_t in the rows of each weight tensor t (`_sparse_positions`).
 
     Stored as the CSR matrix of the block-stacked P̃ ∈ R^{D×Tk} together with its transpose,
 
@@ -348,19 +353,39 @@ def _normalize_dense(P: Tensor, normalize_p: str, row_slices: list[slice]) -> Te
     return P
 
 
+def _sparse_positions(D: int, k: int, row_slices: list[slice], scope: str,
+                      generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Positions (rows, cols) of a sparse P's non-zeros, sorted row-major, and each one's 1/√ρ.
+
+    per_tensor: in the D_t × k block of tensor t, round(ρ_t·D_t·k) positions with ρ_t = 1/√D_t;
+    global:     in all of D × k, round(ρ·D·k) positions with ρ = 1/√D.
+    Positions are drawn uniformly and duplicates merged.
+    """
+    spans = row_slices if scope == "per_tensor" else [slice(0, D)]
+    rows, cols, counts, inverse_sqrt_density = [], [], [], []
+    for span in spans:
+        size = span.stop - span.start
+        density = size ** -0.5
+        flat = torch.randint(0, size * k, (max(1, round(density * size * k)),), generator=generator).unique()
+        rows.append(span.start + flat // k)
+        cols.append(flat % k)
+        counts.append(len(flat))
+        inverse_sqrt_density.append(density ** -0.5)
+    scale = torch.repeat_interleave(torch.tensor(inverse_sqrt_density, dtype=torch.float32), torch.tensor(counts))
+    return torch.cat(rows), torch.cat(cols), scale
+
+
 def _build_sparse(config: RunConfig, D: int, k: int, row_slices: list[slice], generator: torch.Generator,
                   from_run_stats: dict[str, dict] | None) -> SparseProjection:
-    """~k·√D positions drawn uniformly (duplicates merged), values with p_init's law, then normalised."""
+    """~k·Σ_t √D_t positions (or ~k·√D, sparse_scope global), values with p_init's law, then normalised."""
     if config.p_init == "orthogonal":
         raise ValueError("p_init 'orthogonal' needs projection 'dense'")
-    density = D ** -0.5
-    flat = torch.randint(0, D * k, (max(1, round(density * D * k)),), generator=generator).unique()  # sorted
-    rows, cols = flat // k, flat % k
+    rows, cols, inverse_sqrt_density = _sparse_positions(D, k, row_slices, config.sparse_scope, generator)
     if config.from_run_id is not None:
         values = _from_run(config, from_run_stats, cols, generator)
-    else:
+    else:  # standard deviation s/√ρ_t, so that every entry of P, zero or not, has variance s²
         law = "rademacher" if config.p_init == "sparse" else config.p_init
-        values = _draw(law, config.p_scale / math.sqrt(density), cols.shape, generator, density)
+        values = _draw(law, config.p_scale, cols.shape, generator, density=1.0).mul_(inverse_sqrt_density)
     if config.normalize_p == "unit_columns":  # ‖P_·j‖² = Σ of the squared non-zeros of column j
         norm2 = torch.zeros(k).index_add_(0, cols, values.square())
         values = values * norm2.clamp_min(torch.finfo(norm2.dtype).tiny).rsqrt()[cols]
@@ -394,12 +419,12 @@ def _draw(p_init: str, s: float, shape: tuple[int, ...], generator: torch.Genera
 
 
 def _from_run(config: RunConfig, stats: dict[str, dict], cols: Tensor, generator: torch.Generator) -> Tensor:
-    """Entries in columns `cols` drawn from N(μ_b, σ_b²) of their column block b."""
+    """Entries in columns `cols` drawn from N(μ_b, σ_b²) of their column block b (μ_b = 0 unless from_run_mean is "trained")."""
     mean, std = [], []
     for name, width in config.feature_blocks():
         if name not in stats:
             raise ValueError(f"{config.p_init}: no statistics for column block {name!r} (have {sorted(stats)})")
-        mean += [float(stats[name]["mean"])] * width
+        mean += [float(stats[name]["mean"]) if config.from_run_mean == "trained" else 0.0] * width
         std += [float(stats[name]["std"])] * width
     mean, std = torch.tensor(mean), torch.tensor(std)
     return mean[cols] + std[cols] * torch.randn(cols.shape, generator=generator)

@@ -3,8 +3,10 @@
 Per step, with B a minibatch of the training set:
 
     θ_D  = θ_0 + P·φ(θ_d)                        (computed once per step, not per example)
-    loss = CE(f(x_B; θ_D), y_B) + weight_decay · ‖θ_D‖²
-    θ_d ← optimizer step on ∇_{θ_d} loss          (and P with train_p)
+    loss = CE(f(x_B; θ_D), y_B) + weight_decay · Σ_t ‖θ_D[rows_t]‖²
+                                                 (t over every tensor, or the kernels only:
+                                                  weight_decay_scope)
+    θ_d ← optimizer step on ∇_{θ_d} loss          (and P with train_p, B with train_rff_b)
 
 After every epoch the learning rate is multiplied by `lr_decay` and the network is
 evaluated on the test set. A NaN/inf loss is detected at the end of the logging
@@ -145,7 +147,10 @@ def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
     while True:
         network = build_network(config, from_run_stats).to(device)
         P_initial = projection_blocks(network, config)
-        theta_d_initial = network.theta_d.detach().cpu().clone() if isinstance(network, SubspaceNetwork) else None
+        subspace = isinstance(network, SubspaceNetwork)
+        theta_d_initial = network.theta_d.detach().cpu().clone() if subspace else None
+        B_initial = rff_blocks(network) if subspace else {}
+        offset_at_zero = network.offset_at_zero() if subspace else 0.0
         try:
             final, step = _fit(network, config, data, lr, step, callback, on_phase)
             status, error = "succeeded", None
@@ -168,27 +173,35 @@ def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
     sizes = {"D": config.D, "d": config.D if config.method == "direct" else config.d,
              "k": config.D if config.method == "direct" else config.k}
     metrics = {**final, **sizes, "seconds": time.perf_counter() - started, "steps": step,
-               "lr": lr, "lr_reductions": reductions}
+               "lr": lr, "lr_reductions": reductions, M.OFFSET_AT_ZERO: offset_at_zero}
     statistics = {}
-    if isinstance(network, SubspaceNetwork) and status != "diverged":
+    if subspace and status != "diverged":
         P_trained = projection_blocks(network, config) if config.train_p else None
         statistics = {
             "P": compare(P_initial, P_trained),
             "theta_d": compare({"theta_d": theta_d_initial}, {"theta_d": network.theta_d.detach().cpu()}),
         }
+        if B_initial:
+            statistics["B"] = compare(B_initial, rff_blocks(network) if config.train_rff_b else None)
     return RunResult(status, metrics, statistics, error)
+
+
+def rff_blocks(network: SubspaceNetwork) -> dict[str, Tensor]:
+    """The entries of the RFF matrices B (one block "B"), or {} without RFF features."""
+    B = network.phi.B
+    return {"B": B.detach().float().cpu().clone()} if B.numel() else {}
 
 
 def training_step(network, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
                   weight_decay: float) -> tuple[Tensor, Tensor]:
     """One step on the minibatch (x, y); returns the (detached) cross-entropy and logits.
 
-        θ_D = θ_0 + P·φ(θ_d);  loss = CE(f(x; θ_D), y);  minimise loss + weight_decay·‖θ_D‖²
+        θ_D = θ_0 + P·φ(θ_d);  loss = CE(f(x; θ_D), y);  minimise loss + weight_decay·Σ_t ‖θ_D[rows_t]‖²
     """
     theta_D = network.theta_D()
     logits = network(x, theta_D)
     loss = F.cross_entropy(logits, y)
-    objective = loss + weight_decay * theta_D.square().sum() if weight_decay else loss
+    objective = loss + weight_decay * network.squared_norm(theta_D) if weight_decay else loss
     optimizer.zero_grad(set_to_none=True)
     objective.backward()
     optimizer.step()
