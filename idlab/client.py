@@ -419,32 +419,43 @@ class Lab:
 
     def summary(self, experiment: int | Mapping, raw: bool = False) -> pandas.DataFrame | dict:
         """Accuracy against d: one row per group × d with the group's fields (e.g. augmentation), d,
-        mean, std, n (final test accuracy over seeds), then the group's d_int90, d_int90_interpolated,
-        d_int90_low, d_int90_high (bootstrap 95 % interval), baseline, threshold and D; for a search
+        mean, std, n (final test accuracy over the succeeded seeds), then the group's d_int90,
+        d_int90_interpolated (on log d), d_int90_low, d_int90_high (the 95 % interval; high NaN: not
+        reached), d_int90_method (how the interval is drawn), d_int90_at_min (d_int90 ≤ the smallest
+        d: an upper bound), d_int90_not_reached, baseline, threshold, D, the finished runs left out
+        of the curve (excluded_diverged, excluded_failed, excluded_cancelled, excluded_no_accuracy)
+        and not_converged (some run's best test accuracy came at its last epoch); for a search
         experiment also search_status, bracket_lo and bracket_hi (d_int90 lies in (lo, hi]). A group
-        with no finished run yet has one row with d empty. raw=True gives the API's JSON; `attrs`
-        holds it too."""
+        with no finished run yet has one row with d empty. docs/statistics.md explains the numbers.
+        raw=True gives the API's JSON; `attrs` holds it too."""
         body = self._get(f"/experiments/{_id(experiment)}/summary")
         if raw:
             return body
         pd = _pandas()
         fields, searched = body["fields"], body.get("kind") == "search"
+        excluded = ["excluded_diverged", "excluded_failed", "excluded_cancelled", "excluded_no_accuracy"]
         numbers = ["d", "mean", "std", "n", "d_int90", "d_int90_interpolated", "d_int90_low", "d_int90_high",
-                   "baseline", "threshold", "D"] + (["bracket_lo", "bracket_hi"] if searched else [])
+                   "baseline", "threshold", "D", *excluded] + (["bracket_lo", "bracket_hi"] if searched else [])
         rows = []
         for group in body["groups"]:
             interval = group.get("d_int90_interval") or [None, None]
             shared = {name: group.get(name) for name in fields}
             shared |= {"d_int90": group["d_int90"], "d_int90_interpolated": group["d_int90_interpolated"],
-                       "d_int90_low": interval[0], "d_int90_high": interval[1], "baseline": group["baseline"],
-                       "threshold": group["threshold"], "D": group["D"]}
+                       "d_int90_low": interval[0], "d_int90_high": interval[1],
+                       "d_int90_method": group["d_int90_method"], "d_int90_at_min": group["d_int90_at_min"],
+                       "d_int90_not_reached": group["d_int90_not_reached"], "baseline": group["baseline"],
+                       "threshold": group["threshold"], "D": group["D"],
+                       **{column: group["excluded"][column.removeprefix("excluded_")] for column in excluded},
+                       "not_converged": group["not_converged"]}
             if searched:
                 state = group.get("search") or {}
                 bracket = state.get("bracket") or [None, None]
                 shared |= {"search_status": state.get("status"), "bracket_lo": bracket[0], "bracket_hi": bracket[1]}
             points = group["points"] or [{"d": None, "mean": None, "std": None, "n": 0}]
             rows += [{**shared, "d": p["d"], "mean": p["mean"], "std": p["std"], "n": p["n"]} for p in points]
-        columns = [*fields, *numbers[:-2], "search_status", *numbers[-2:]] if searched else [*fields, *numbers]
+        columns = [*fields, "d", "mean", "std", "n", "d_int90", "d_int90_interpolated", "d_int90_low", "d_int90_high",
+                   "d_int90_method", "d_int90_at_min", "d_int90_not_reached", "baseline", "threshold", "D", *excluded,
+                   "not_converged"] + (["search_status", "bracket_lo", "bracket_hi"] if searched else [])
         frame = pd.DataFrame(rows, columns=columns)
         for column in numbers:   # int where every value is one, else float with NaN for the missing
             frame[column] = pd.to_numeric(frame[column])

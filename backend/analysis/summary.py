@@ -2,7 +2,15 @@
 
 Groups are the combinations of every grid field except `d` (and the seeds), e.g.
 one curve per augmentation. Within a group, the succeeded member runs give
-(d, final test_acc) pairs for worker.subspace.intrinsic_dimension.d_int90.
+(d, final test_acc) pairs for worker.subspace.intrinsic_dimension.d_int90 (its
+Student-t interval, docs/statistics.md); a point's n counts only those runs.
+
+Nothing is dropped silently: each group reports its runs per status (`counts`) and
+the finished runs left out of the curve (`excluded`: diverged, failed, cancelled, and
+succeeded runs without a finite test accuracy). A group is `not_converged` when some
+succeeded run's best test accuracy came at its last epoch (final test_acc ≥
+best_test_acc): it was still improving, so more epochs could move the curve
+(`not_converged_run_ids` names those runs).
 
 The baseline is the experiment's global number, or else ("individual") the mean
 final test accuracy of its succeeded direct-training runs that match the group on
@@ -24,12 +32,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from backend.grid import BASELINE, MEMBER, SUBSPACE_ONLY
-from backend.models import SUCCEEDED, Experiment, Run
+from backend.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
 from worker.subspace import intrinsic_dimension
 
 FRACTION = 0.9
 N_BOOTSTRAP = 1000
+CONFIDENCE = 0.95
+METHOD = intrinsic_dimension.STUDENT_T
 ACCURACY = "test_acc"
+BEST_ACCURACY = "best_test_acc"
+NO_ACCURACY = "no_accuracy"      # a succeeded run without a finite test accuracy
+#: What a group reports of d_int90's result.
+ESTIMATE = ("points", "d_int90", "d_int90_interpolated", "d_int90_interval", "d_int90_method", "d_int90_at_min",
+            "d_int90_not_reached", "baseline", "threshold")
 
 
 def summarize(experiment: Experiment, runs: Sequence[Run], search_groups: Sequence = ()) -> dict:
@@ -67,20 +82,38 @@ def summarize(experiment: Experiment, runs: Sequence[Run], search_groups: Sequen
         "threshold": FRACTION * baseline if baseline is not None else None,
         "baseline_mode": mode,
         "fraction": FRACTION,
+        "d_int90_method": METHOD,
+        "d_int90_confidence": CONFIDENCE,
     }
 
 
 def _group(runs: list[Run], baseline: float | None) -> dict:
-    results = [(run.config["d"], final_accuracy(run)) for run in runs if run.status == SUCCEEDED]
-    counts = dict(Counter(run.status for run in runs))
-    D = runs[0].D  # noqa: N806 - the paper's name
+    succeeded = [run for run in runs if run.status == SUCCEEDED]
+    results = [(run.config["d"], final_accuracy(run)) for run in succeeded]
     if baseline is None:
-        return {"points": intrinsic_dimension.accuracy_by_d(results), "d_int90": None, "d_int90_interpolated": None,
-                "d_int90_interval": None, "baseline": None, "threshold": None, "D": D, "counts": counts}
-    report = intrinsic_dimension.d_int90(results, baseline, fraction=FRACTION, n_bootstrap=N_BOOTSTRAP)
-    return {"points": report["points"], "d_int90": report["d_int90"],
-            "d_int90_interpolated": report["d_int90_interpolated"], "d_int90_interval": report["d_int90_interval"],
-            "baseline": report["baseline"], "threshold": report["threshold"], "D": D, "counts": counts}
+        estimate = dict.fromkeys(ESTIMATE) | {"points": intrinsic_dimension.accuracy_by_d(results),
+                                              "d_int90_method": METHOD, "d_int90_at_min": False,
+                                              "d_int90_not_reached": False}
+    else:
+        report = intrinsic_dimension.d_int90(results, baseline, fraction=FRACTION, n_bootstrap=N_BOOTSTRAP,
+                                             confidence=CONFIDENCE, method=METHOD)
+        estimate = {key: report[key] for key in ESTIMATE}
+    unconverged = [run.id for run in succeeded if _best_at_last_epoch(run)]
+    return {**estimate, "D": runs[0].D, "counts": dict(Counter(run.status for run in runs)),
+            "excluded": _excluded(runs), "not_converged": bool(unconverged), "not_converged_run_ids": unconverged}
+
+
+def _excluded(runs: list[Run]) -> dict[str, int]:
+    """Finished runs left out of the curve: {diverged, failed, cancelled, no_accuracy} → count (zeros kept)."""
+    counts = Counter(run.status for run in runs)
+    missing = sum(1 for run in runs if run.status == SUCCEEDED and final_accuracy(run) is None)
+    return {DIVERGED: counts[DIVERGED], FAILED: counts[FAILED], CANCELLED: counts[CANCELLED], NO_ACCURACY: missing}
+
+
+def _best_at_last_epoch(run: Run) -> bool:
+    """The run's best test accuracy came at its last epoch (a tie counts): it had not stopped improving."""
+    last, best = final_accuracy(run), _finite((run.final_metrics or {}).get(BEST_ACCURACY))
+    return last is not None and best is not None and last >= best
 
 
 def search_state(group) -> dict:
@@ -105,7 +138,10 @@ def _baseline_accuracy(baselines: list[Run], group_values: dict) -> float | None
 
 def final_accuracy(run: Run) -> float | None:
     """The run's final test accuracy, or None when it reported none (or a non-finite one)."""
-    value = (run.final_metrics or {}).get(ACCURACY)
+    return _finite((run.final_metrics or {}).get(ACCURACY))
+
+
+def _finite(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)

@@ -140,7 +140,8 @@ def read_experiment(experiment_id: ExperimentId, session: SessionDep) -> dict:
 def experiment_summary(experiment_id: ExperimentId, session: SessionDep) -> dict:
     """Per combination of the grid fields other than d (e.g. per augmentation): mean ± std of the
     final test accuracy over seeds at each d, the baseline, the threshold 0.9 × baseline, and
-    d_int90 — the smallest d reaching it, interpolated, and a bootstrap 95 % interval.
+    d_int90 — the smallest d reaching it, interpolated on log d, a 95 % interval, its flags (≤ d_min,
+    not reached) — and the runs left out or not converged (docs/statistics.md).
     For a search experiment, each group also has `search`: its rounds, bracket and status."""
     experiment = get_experiment(session, experiment_id)
     runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)).all()

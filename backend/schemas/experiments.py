@@ -128,7 +128,16 @@ class SummaryPoint(BaseModel):
     d: int | float
     mean: float
     std: float
-    n: int
+    n: int = Field(description="Succeeded runs with a test accuracy at this d (the seeds behind the mean).")
+
+
+class ExcludedRuns(BaseModel):
+    """Finished runs of a group that are not in its curve (counted, never silently dropped)."""
+
+    diverged: int
+    failed: int
+    cancelled: int
+    no_accuracy: int = Field(description="Succeeded runs that reported no finite test accuracy.")
 
 
 class SummaryGroup(BaseModel):
@@ -140,13 +149,27 @@ class SummaryGroup(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     points: list[SummaryPoint]
-    d_int90: int | float | None
-    d_int90_interpolated: float | None
-    d_int90_interval: list[float | None] | None
+    d_int90: int | float | None = Field(description="The smallest grid d whose mean reaches the threshold.")
+    d_int90_interpolated: float | None = Field(
+        description="Where the mean curve crosses the threshold, interpolated linearly in log d between the two "
+                    "grid points that bracket it.")
+    d_int90_interval: list[float | None] | None = Field(
+        description="[lo, hi]: the confidence interval of the interpolated crossing (d_int90_method); hi null: "
+                    "not reached within the grid; lo at the smallest d: ≤ d_min. Null without a baseline, or "
+                    "when no d has two runs.")
+    d_int90_method: str = Field(description="How the interval is drawn: student_t (a Student-t draw of each "
+                                            "mean) or seed_bootstrap. See docs/statistics.md.")
+    d_int90_at_min: bool = Field(description="The smallest d already reaches the threshold: d_int90 is ≤ d_min "
+                                             "(an upper bound).")
+    d_int90_not_reached: bool = Field(description="No d's mean reaches the threshold: d_int90 > the largest d.")
     baseline: float | None
     threshold: float | None
     D: int | None
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(description="The group's runs per status.")
+    excluded: ExcludedRuns
+    not_converged: bool = Field(description="Some succeeded run's best test accuracy came at its last epoch: it "
+                                            "was still improving, so more epochs could move the curve.")
+    not_converged_run_ids: list[int]
     search: SearchStateOut | None = Field(None, description="Kind \"search\": the group's rounds, bracket and status.")
 
 
@@ -185,3 +208,5 @@ class SummaryOut(BaseModel):
     threshold: float | None
     baseline_mode: Literal["individual", "global"] | None
     fraction: float
+    d_int90_method: str = Field(description="The interval's method (every group's).")
+    d_int90_confidence: float = Field(description="The interval's nominal coverage, e.g. 0.95.")

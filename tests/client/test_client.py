@@ -158,7 +158,9 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
     raw = api(served_lab, f"/experiments/{created['id']}/summary")
     summary = lab.summary(created)
     assert list(summary.columns) == ["augmentation", "d", "mean", "std", "n", "d_int90", "d_int90_interpolated",
-                                     "d_int90_low", "d_int90_high", "baseline", "threshold", "D"]
+                                     "d_int90_low", "d_int90_high", "d_int90_method", "d_int90_at_min",
+                                     "d_int90_not_reached", "baseline", "threshold", "D", "excluded_diverged",
+                                     "excluded_failed", "excluded_cancelled", "excluded_no_accuracy", "not_converged"]
     assert sorted(zip(summary["augmentation"], summary["d"])) == [("linear", 10), ("linear", 40), ("rff", 10), ("rff", 40)]
     assert list(summary["n"]) == [2, 2, 2, 2]
     for group in raw["groups"]:
@@ -168,6 +170,10 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
         assert _same(rows["d_int90"].iloc[0], group["d_int90"])
         low, high = group["d_int90_interval"] or (None, None)
         assert _same(rows["d_int90_low"].iloc[0], low) and _same(rows["d_int90_high"].iloc[0], high)
+        assert set(rows["d_int90_method"]) == {"student_t"}
+        assert set(rows["d_int90_at_min"]) == {group["d_int90_at_min"]}
+        assert set(rows["not_converged"]) == {group["not_converged"]}
+        assert list(rows["excluded_diverged"]) == [0, 0] and list(rows["excluded_failed"]) == [0, 0]
     baseline = raw["baseline"]
     assert baseline is not None and (summary["baseline"] == baseline).all()   # both baselines succeeded
     assert summary["threshold"].tolist() == pytest.approx([0.9 * baseline] * 4)

@@ -8,7 +8,7 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from backend.models import FAILED, SUCCEEDED, Experiment, Run
+from backend.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
 from tests.lab.conftest import queued_run_ids
 from tests.lab.test_api_runs import finish
 from worker.subspace.intrinsic_dimension import d_int90
@@ -190,13 +190,46 @@ def test_summary_groups_by_augmentation_with_d_int90(client, sessions):
     assert [p["mean"] for p in linear["points"]] == pytest.approx([0.55, 0.82, 0.96])
     assert linear["points"][0]["std"] == pytest.approx(0.0707107, rel=1e-5)
     assert linear["d_int90"] == 40
-    assert linear["d_int90_interpolated"] == pytest.approx(20 + (0.891 - 0.82) / (0.96 - 0.82) * 20)
+    # on log d between 20 and 40: 20 · 2^t, t = (0.891 − 0.82) / (0.96 − 0.82)
+    assert linear["d_int90_interpolated"] == pytest.approx(20 * 2 ** ((0.891 - 0.82) / (0.96 - 0.82)))
     expected = d_int90([(d, a) for (aug, d), accs in ACCURACY.items() if aug == "linear" for a in accs],
                        0.99, n_bootstrap=1000)
     assert linear["d_int90_interval"] == pytest.approx(expected["d_int90_interval"])
+    assert linear["d_int90_method"] == summary["d_int90_method"] == "student_t"
+    assert summary["d_int90_confidence"] == 0.95
+    assert not linear["d_int90_at_min"] and not linear["d_int90_not_reached"]
     assert rff["d_int90"] == 10 and rff["d_int90_interpolated"] == 10
-    assert rff["points"][-1]["n"] == 1                                # the failed run is left out
+    assert rff["d_int90_at_min"] is True                              # 10 already reaches: ≤ d_min
+    assert rff["points"][-1]["n"] == 1                                # the failed run is left out, and counted
     assert rff["counts"] == {"succeeded": 5, "failed": 1} and rff["D"] == 199_210
+    assert rff["excluded"] == {"diverged": 0, "failed": 1, "cancelled": 0, "no_accuracy": 0}
+    assert not rff["not_converged"] and rff["not_converged_run_ids"] == []   # no best_test_acc reported
+
+
+def test_summary_counts_the_runs_left_out_and_flags_a_group_not_converged(client, sessions):
+    body = create(client, grid={"d": [10, 20]}, seeds=[0, 1, 2], baseline=1.0)
+    runs = {(r.config["d"], r.config["seed"]): r.id for r in runs_of(sessions, body["id"])}
+    finish(sessions, runs[10, 0], SUCCEEDED, metrics={"test_acc": 0.80, "best_test_acc": 0.85})  # best came earlier
+    finish(sessions, runs[10, 1], DIVERGED, error="loss nan")
+    finish(sessions, runs[10, 2], CANCELLED)
+    finish(sessions, runs[20, 0], SUCCEEDED, metrics={"test_acc": 0.95, "best_test_acc": 0.95})  # best is the last
+    finish(sessions, runs[20, 1], FAILED, error="out of memory")
+    finish(sessions, runs[20, 2], SUCCEEDED, metrics={"test_loss": 0.3})                          # no accuracy
+    group, = client.get(f"/api/experiments/{body['id']}/summary").json()["groups"]
+    assert [(p["d"], p["n"]) for p in group["points"]] == [(10, 1), (20, 1)]
+    assert group["counts"] == {"succeeded": 3, "diverged": 1, "cancelled": 1, "failed": 1}
+    assert group["excluded"] == {"diverged": 1, "failed": 1, "cancelled": 1, "no_accuracy": 1}
+    assert group["not_converged"] is True and group["not_converged_run_ids"] == [runs[20, 0]]
+    assert group["d_int90"] == 20 and group["d_int90_interval"] is None   # one seed per d: no spread to go on
+
+
+def test_summary_flags_a_threshold_never_reached(client, sessions):
+    body = create(client, grid={"d": [10, 20]}, seeds=[0], baseline=1.0)
+    for run in runs_of(sessions, body["id"]):
+        finish(sessions, run.id, SUCCEEDED, metrics={"test_acc": 0.5, "best_test_acc": 0.6})
+    group, = client.get(f"/api/experiments/{body['id']}/summary").json()["groups"]
+    assert group["d_int90"] is None and group["d_int90_not_reached"] is True and not group["d_int90_at_min"]
+    assert group["not_converged"] is False
 
 
 def test_summary_with_a_global_baseline(client, sessions):
@@ -205,7 +238,7 @@ def test_summary_with_a_global_baseline(client, sessions):
     assert summary["baseline"] == 1.0 and summary["threshold"] == pytest.approx(0.9)
     linear, rff = summary["groups"]
     assert linear["d_int90"] == 40 and rff["d_int90"] == 10
-    assert linear["d_int90_interpolated"] == pytest.approx(20 + (0.9 - 0.82) / (0.96 - 0.82) * 20)
+    assert linear["d_int90_interpolated"] == pytest.approx(20 * 2 ** ((0.9 - 0.82) / (0.96 - 0.82)))
 
 
 # ---- export --------------------------------------------------------------------------------------
