@@ -50,7 +50,83 @@ export function statusBar(counts, total) {
   return bar;
 }
 
+// ---- d_int90's flags and the runs left out ------------------------------------------------------
+
+// How the summary's interval is drawn (docs/statistics.md).
+const INTERVAL_METHODS = {
+  student_t: "Student-t draw of each d's mean over seeds",
+  seed_bootstrap: "seed bootstrap (resamples each d's runs)",
+};
+const EXCLUDED_HELP = "finished runs left out of the curve and d_int90: n at each d counts succeeded runs only";
+const NOT_CONVERGED_HELP = "some runs' best test accuracy came at their last epoch: they were still improving, " +
+  "so more epochs could raise the curve and lower d_int90";
+
+export function intervalMethodText(summary) {
+  const method = summary?.d_int90_method;
+  if (!method) return "";
+  return `${Math.round(100 * (summary.d_int90_confidence ?? 0.95))}% interval: ${INTERVAL_METHODS[method] || method}`;
+}
+
+const smallestD = (group) => Math.min(...(group.points || []).map((p) => p.d));
+const largestD = (group) => Math.max(...(group.points || []).map((p) => p.d));
+
+// d_int90 as read: "≤ d_min" when the smallest d already reaches the threshold, "not reached (> d_max)".
+export function dint90Text(group, interpolated = false) {
+  if (group.d_int90_not_reached) return `not reached (> ${fmtNum(largestD(group))})`;
+  const value = interpolated ? group.d_int90_interpolated : group.d_int90;
+  if (value === null || value === undefined) return "–";
+  return group.d_int90_at_min ? `≤ ${fmtNum(value)}` : fmtNum(value);
+}
+
+// [lo, hi]: hi null is "not reached"; lo at the smallest d reads "≤ d_min".
+export function intervalText(group) {
+  const [lo, hi] = group.d_int90_interval || [null, null];
+  if (lo === null && hi === null) return group.d_int90_interval ? "[not reached]" : "–";
+  const low = lo !== null && lo <= smallestD(group) ? `≤ ${fmtNum(lo)}` : fmtNum(lo);
+  return `[${low}, ${hi === null ? "not reached" : fmtNum(hi)}]`;
+}
+
+// "2 diverged · 1 failed", or "" when nothing finished was left out.
+export function excludedText(excluded) {
+  const labels = { diverged: "diverged", failed: "failed", cancelled: "cancelled", no_accuracy: "no accuracy" };
+  return Object.entries(labels).filter(([key]) => (excluded || {})[key]).map(([key, label]) => `${excluded[key]} ${label}`).join(" · ");
+}
+
+function notConvergedChip(group) {
+  if (!group.not_converged) return null;
+  const ids = group.not_converged_run_ids || [];
+  return h("span.chip.st-diverged", { dataset: { notConverged: ids.join(",") },
+    title: `${NOT_CONVERGED_HELP}\nruns: ${ids.map((id) => `#${id}`).join(", ")}` }, "not converged");
+}
+
 // ---- accuracy vs d -----------------------------------------------------------------------------
+
+// The group's d_int90 on the threshold line: a diamond with its interval, a left-pointing triangle
+// when it is ≤ d_min, a right-pointing one at d_max when the threshold is not reached.
+function dint90Markers(group, label, color, threshold) {
+  const reached = group.d_int90 !== null && group.d_int90 !== undefined;
+  if (!reached && !group.d_int90_not_reached) return [];
+  const x0 = reached ? group.d_int90_interpolated ?? group.d_int90 : largestD(group);
+  const [lo, hi] = group.d_int90_interval || [null, null];
+  const errorX = { type: "data", symmetric: false, array: [hi !== null && reached ? Math.max(0, hi - x0) : 0],
+    arrayminus: [lo !== null && reached ? Math.max(0, x0 - lo) : 0], color, thickness: 2, width: 7 };
+  const symbol = !reached ? "triangle-right" : group.d_int90_at_min ? "triangle-left" : "diamond";
+  const text = !reached ? `threshold ${dint90Text(group)}`
+    : `first grid d reaching the threshold: ${dint90Text(group)}<br>interpolated on log d: ${dint90Text(group, true)}` +
+      `${group.d_int90_at_min ? "<br>the smallest d already reaches it: an upper bound" : ""}`;
+  return [{
+    type: "scatter", x: [x0], y: [threshold], mode: "markers", name: `d_int90 · ${label}`, legendgroup: label, showlegend: false,
+    marker: { symbol, size: 14, color, line: { color: "#fff", width: 1.5 } }, error_x: errorX,
+    hovertemplate: `d_int90 · ${label}<br>${text}<br>interval: ${intervalText(group)}<extra></extra>`,
+  }];
+}
+
+// What a reader of a group's curve must know: runs left out, runs still improving.
+function groupWarnings(group) {
+  const excluded = excludedText(group.excluded);
+  return [excluded ? `left out: ${excluded}` : "", group.not_converged ? "not converged: best test accuracy at the last epoch" : ""]
+    .filter(Boolean);
+}
 
 function accuracyFigure(summary) {
   const fields = summary.fields || [];
@@ -71,21 +147,11 @@ function accuracyFigure(summary) {
     traces.push({
       type: "scatter", x, y: mean, mode: "lines+markers", name: label, legendgroup: label,
       line: { color, width: 2 }, marker: { color, size: 7 }, customdata: points.map((p) => [p.std ?? 0, p.n]),
-      hovertemplate: `${label}<br>d = %{x}<br>test acc %{y:.4f} ± %{customdata[0]:.4f}<br>n = %{customdata[1]} seeds<extra></extra>`,
+      hovertemplate: `${label}<br>d = %{x}<br>test acc %{y:.4f} ± %{customdata[0]:.4f}<br>n = %{customdata[1]} seeds` +
+        `${groupWarnings(group).map((w) => `<br>${w}`).join("")}<extra></extra>`,
     });
     const threshold = group.threshold ?? summary.threshold;
-    if (group.d_int90 !== null && group.d_int90 !== undefined && threshold !== null && threshold !== undefined) {
-      const x0 = group.d_int90_interpolated ?? group.d_int90;
-      const [lo, hi] = group.d_int90_interval || [null, null];
-      const errorX = { type: "data", symmetric: false, array: [hi !== null && hi !== undefined ? Math.max(0, hi - x0) : 0],
-        arrayminus: [lo !== null && lo !== undefined ? Math.max(0, x0 - lo) : 0], color, thickness: 2, width: 7 };
-      traces.push({
-        type: "scatter", x: [x0], y: [threshold], mode: "markers", name: `d_int90 · ${label}`, legendgroup: label, showlegend: false,
-        marker: { symbol: "diamond", size: 14, color, line: { color: "#fff", width: 1.5 } }, error_x: errorX,
-        hovertemplate: `d_int90 · ${label}<br>first grid d reaching the threshold: ${fmtNum(group.d_int90)}` +
-          `<br>interpolated: ${fmtNum(group.d_int90_interpolated)}<br>interval: [${fmtNum(lo)}, ${fmtNum(hi)}]<extra></extra>`,
-      });
-    }
+    if (threshold !== null && threshold !== undefined) traces.push(...dint90Markers(group, label, color, threshold));
     if (summary.baseline === null && group.baseline !== null && group.baseline !== undefined) {
       // Groups with different baselines (individual baselines per model, say): one pair of lines each.
       for (const [value, dash] of [[group.baseline, "dash"], [group.threshold, "dot"]]) {
@@ -109,6 +175,28 @@ function accuracyFigure(summary) {
     shapes, annotations, hovermode: "closest", margin: { l: 60, r: 16, t: 34, b: 46 },
   });
   return { traces, layout: fig, count: xs.length };
+}
+
+function dint90Row(group, index, summary) {
+  const fields = summary.fields || [];
+  const counts = group.counts || {};
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const done = [...FINISHED].reduce((n, s) => n + (counts[s] || 0), 0);
+  const reached = group.d_int90 !== null && group.d_int90 !== undefined;
+  const excluded = excludedText(group.excluded);
+  const chip = notConvergedChip(group);
+  return h("tr", { dataset: { group: groupLabel(group, fields), atMin: String(!!group.d_int90_at_min), notReached: String(!!group.d_int90_not_reached) } },
+    h("td", h("span.legend-swatch", { style: { background: PALETTE[index % PALETTE.length] } }), groupLabel(group, fields), chip ? " " : null, chip),
+    h("td.num", `${done}/${total}`),
+    h("td.num", { title: EXCLUDED_HELP, dataset: { excluded: JSON.stringify(group.excluded || {}) } }, excluded || "–"),
+    h("td.num", fmtPct(group.baseline ?? summary.baseline)),
+    h("td.num", fmtPct(group.threshold ?? summary.threshold)),
+    h("td.num", dint90Text(group)),
+    h("td.num", dint90Text(group, true)),
+    h("td.num", intervalText(group)),
+    h("td.num", fmtInt(group.D)),
+    // d_int90 ≤ d_min makes D / d_int90 a lower bound
+    h("td.num", reached && group.D ? `${group.d_int90_at_min ? "≥ " : ""}${fmtNum(group.D / group.d_int90, 4)}×` : "–"));
 }
 
 // ---- a search's rounds -------------------------------------------------------------------------
@@ -206,10 +294,13 @@ export async function renderExperimentPage(root, experimentId) {
 
   // ---- d_int90 table ----
   const dintBody = h("tbody");
-  const dintPanel = h("div.panel",
-    h("div.panel-head", h("h2", "d_int90 per group"), h("span.faint", "smallest grid d whose mean test accuracy reaches 90% of the baseline; interval: bootstrap over seeds")),
+  const dintNote = h("span.faint");
+  const dintPanel = h("div.panel", { dataset: { section: "dint90" } },
+    h("div.panel-head", h("h2", "d_int90 per group"), dintNote),
     h("div.table-wrap", h("table.data.dint", h("thead", h("tr",
-      ["Group", "Finished", "Baseline", "Threshold", "d_int90", "Interpolated", "Interval", "D", "D / d_int90"].map((t, i) => h(`th${i > 1 ? ".num" : ""}`, t)))), dintBody)));
+      [["Group"], ["Finished", ".num"], ["Left out", ".num", EXCLUDED_HELP], ["Baseline", ".num"], ["Threshold", ".num"],
+        ["d_int90", ".num"], ["Interpolated", ".num", "interpolated linearly in log d between the grid points that bracket the threshold"],
+        ["Interval", ".num"], ["D", ".num"], ["D / d_int90", ".num"]].map(([t, cls = "", title]) => h(`th${cls}`, { title }, t)))), dintBody)));
 
   // ---- overlay ----
   const overlayDiv = h("div.chart", { dataset: { chart: "overlay" } });
@@ -285,7 +376,9 @@ export async function renderExperimentPage(root, experimentId) {
       if (!mainDiv.data) clear(mainDiv);
       await Plotly.react(mainDiv, fig.traces, fig.layout, plotConfig(`experiment-${experiment.id}-accuracy-vs-d`));
       mainDiv.dataset.points = String(fig.count);
-      setText(mainNote, summary.threshold === null ? "baseline pending: the threshold and d_int90 appear once it is known" : "");
+      const pending = summary.threshold === null ? "baseline pending: the threshold and d_int90 appear once it is known" : "";
+      setText(mainNote, [pending, ...groups.filter((g) => groupWarnings(g).length)
+        .map((g) => `${groupLabel(g, summary.fields || [])}: ${groupWarnings(g).join("; ")}`)].filter(Boolean).join(" · "));
     }
     paintDint();
     paintGroupSelect();
@@ -310,7 +403,6 @@ export async function renderExperimentPage(root, experimentId) {
     const label = groupLabel(group, fields);
     const [lo, hi] = search.bracket || [null, null];
     const reached = group.d_int90 !== null && group.d_int90 !== undefined;
-    const [ilo, ihi] = group.d_int90_interval || [null, null];
     const rows = (search.rounds || []).map((r) => {
       const statuses = r.run_ids.map((id) => runsById.get(id)?.status).filter(Boolean);
       const done = statuses.filter((st) => FINISHED.has(st)).length;
@@ -327,7 +419,7 @@ export async function renderExperimentPage(root, experimentId) {
         h("span", { dataset: { bracket: JSON.stringify(search.bracket) }, title: "d_int90 lies in (lo, hi]: lo fell short of the threshold, hi reached it" },
           `bracket ${bracketText(search.bracket)}`, lo !== null && hi !== null ? h("span.faint", ` · hi / lo = ${fmtNum(hi / lo, 3)}`) : null),
         h("span", { dataset: { dint90: reached ? group.d_int90 : "" } }, reached
-          ? `d_int90 = ${fmtInt(group.d_int90)} (interpolated ${fmtNum(group.d_int90_interpolated)}, interval [${fmtNum(ilo)}, ${ihi === null ? "not reached" : fmtNum(ihi)}])`
+          ? `d_int90 = ${dint90Text(group)} (interpolated ${dint90Text(group, true)}, interval ${intervalText(group)})`
           : "d_int90 not known yet")),
       search.reason ? h("p.faint", { style: { margin: "0 0 6px" }, dataset: { reason: "" } }, search.reason) : null,
       h("div.table-wrap", h("table.data.rounds", h("thead", h("tr",
@@ -335,29 +427,12 @@ export async function renderExperimentPage(root, experimentId) {
   }
 
   function paintDint() {
-    const fields = summary?.fields || [];
-    const rows = (summary?.groups || []).map((g, i) => {
-      const counts = g.counts || {};
-      const total = Object.values(counts).reduce((a, b) => a + b, 0);
-      const done = [...FINISHED].reduce((n, s) => n + (counts[s] || 0), 0);
-      const d90 = g.d_int90;
-      const reached = d90 !== null && d90 !== undefined;
-      const [lo, hi] = g.d_int90_interval || [null, null];
-      const interval = lo === null && hi === null ? "–" : `[${fmtNum(lo)}, ${hi === null ? "not reached" : fmtNum(hi)}]`;
-      const threshold = g.threshold ?? summary.threshold;
-      const maxD = Math.max(...(g.points || []).map((p) => p.d), 0);
-      return h("tr", { dataset: { group: groupLabel(g, fields) } },
-        h("td", h("span.legend-swatch", { style: { background: PALETTE[i % PALETTE.length] } }), groupLabel(g, fields)),
-        h("td.num", `${done}/${total}`),
-        h("td.num", fmtPct(g.baseline ?? summary.baseline)),
-        h("td.num", fmtPct(threshold)),
-        h("td.num", reached ? fmtNum(d90) : threshold === null || threshold === undefined || !(g.points || []).length ? "–" : `not reached (> ${fmtNum(maxD)})`),
-        h("td.num", fmtNum(g.d_int90_interpolated)),
-        h("td.num", interval),
-        h("td.num", fmtInt(g.D)),
-        h("td.num", reached && g.D ? `${fmtNum(g.D / d90, 4)}×` : "–"));
-    });
-    dintBody.replaceChildren(...(rows.length ? rows : [h("tr", h("td.muted", { colSpan: 9 }, "No groups yet."))]));
+    const rows = (summary?.groups || []).map((g, i) => dint90Row(g, i, summary));
+    dintBody.replaceChildren(...(rows.length ? rows : [h("tr", h("td.muted", { colSpan: 10 }, "No groups yet."))]));
+    const fraction = Math.round(100 * (summary?.fraction ?? 0.9));
+    setText(dintNote, `smallest grid d whose mean test accuracy reaches ${fraction}% of the baseline` +
+      (summary?.d_int90_method ? ` · ${intervalMethodText(summary)}` : ""));
+    dintNote.dataset.intervalMethod = summary?.d_int90_method || "";
   }
 
   // ---- overlay of chosen runs ----

@@ -223,6 +223,16 @@ def test_accuracy_vs_d_chart_and_the_experiment_page(page, lab, screenshots):
     assert layout["xaxis"]["type"] == "log"
     assert len(layout["shapes"]) >= 2, "baseline and threshold lines"
     assert page.locator("table.dint tbody tr").count() == 2
+    summary = lab.get(f"/api/experiments/{experiment_id}/summary")
+    note = page.locator("[data-section=dint90] [data-interval-method]")
+    assert note.get_attribute("data-interval-method") == summary["d_int90_method"] == "student_t"
+    assert "95% interval: Student-t" in note.inner_text()
+    for group in summary["groups"]:                 # the table reads the summary's flags
+        row = page.locator(f"table.dint tbody tr[data-group='{group['augmentation']}']")
+        assert row.get_attribute("data-at-min") == str(group["d_int90_at_min"]).lower()
+        assert row.get_attribute("data-not-reached") == str(group["d_int90_not_reached"]).lower()
+        assert json.loads(row.locator("td").nth(2).get_attribute("data-excluded")) == group["excluded"]
+        assert row.locator("[data-not-converged]").count() == int(group["not_converged"])
     page.wait_for_selector("[data-section=p-across-d][data-loaded=true]")
     assert max(trace_lengths(page, "[data-chart=p-across-d]")) > 0
     assert not re.search(r"\b(null|undefined|NaN)\b", page.inner_text("#app")), "a missing value printed as text"
@@ -240,6 +250,49 @@ def test_accuracy_vs_d_chart_and_the_experiment_page(page, lab, screenshots):
     open_app(page, lab, "/experiments")
     page.wait_for_selector(f"tr[data-experiment-id='{experiment_id}']")
     shot(page, "experiments")
+
+
+def test_experiment_page_shows_d_int90_flags_and_the_runs_left_out(page, lab, screenshots):
+    """The summary's flags as a researcher reads them: ≤ d_min, not reached, runs left out, not converged.
+
+    The page is given a summary with every flag set (the tiny experiment's own sets few of them).
+    """
+    experiment_id = state.get("experiment_id")
+    assert experiment_id, "the form test did not create the experiment"
+    summary = lab.get(f"/api/experiments/{experiment_id}/summary")
+    linear, rff = summary["groups"]
+    linear |= {"d_int90": 4, "d_int90_interpolated": 4.0, "d_int90_interval": [4.0, 6.5], "d_int90_at_min": True,
+               "d_int90_not_reached": False, "excluded": {"diverged": 2, "failed": 1, "cancelled": 0, "no_accuracy": 0},
+               "not_converged": True, "not_converged_run_ids": [101, 102]}
+    rff |= {"d_int90": None, "d_int90_interpolated": None, "d_int90_interval": [12.5, None], "d_int90_at_min": False,
+            "d_int90_not_reached": True, "not_converged": False, "not_converged_run_ids": [],
+            "excluded": {"diverged": 0, "failed": 0, "cancelled": 0, "no_accuracy": 0}}
+    page.route(f"**/api/experiments/{experiment_id}/summary", lambda route: route.fulfill(json=summary))
+    open_app(page, lab, f"/experiments/{experiment_id}")
+    page.wait_for_selector("table.dint tbody tr[data-at-min=true]")
+
+    def cells(group: str) -> list[str]:
+        return page.locator(f"table.dint tbody tr[data-group='{group}'] td").all_inner_texts()
+
+    # Group, Finished, Left out, Baseline, Threshold, d_int90, Interpolated, Interval, D, D / d_int90
+    row = cells("linear")
+    assert "not converged" in row[0] and row[2] == "2 diverged · 1 failed"
+    assert row[5:8] == ["≤ 4", "≤ 4", "[≤ 4, 6.5]"] and row[9].startswith("≥ ")
+    chip = page.locator("table.dint [data-not-converged='101,102']")
+    assert "last epoch" in chip.get_attribute("title") and "#101" in chip.get_attribute("title")
+    row = cells("rff")
+    assert "not converged" not in row[0] and row[2] == "–"
+    assert row[5:8] == ["not reached (> 16)", "not reached (> 16)", "[12.5, not reached]"] and row[9] == "–"
+
+    page.wait_for_function("() => { const gd = document.querySelector('[data-chart=accuracy-vs-d]');"
+                           " return gd && gd.data && gd.data.some((t) => t.name === 'd_int90 · rff'); }")
+    markers = page.evaluate("Object.fromEntries(document.querySelector('[data-chart=accuracy-vs-d]').data"
+                            ".filter((t) => (t.name || '').startsWith('d_int90'))"
+                            ".map((t) => [t.name, [t.marker.symbol, t.x[0]]]))")
+    assert markers == {"d_int90 · linear": ["triangle-left", 4], "d_int90 · rff": ["triangle-right", 16]}
+    head = page.locator("div.panel", has=page.locator("[data-chart=accuracy-vs-d]")).locator(".panel-head").inner_text()
+    assert "linear: left out: 2 diverged · 1 failed; not converged" in head and "rff:" not in head
+    shot(page, "experiment-d_int90-flags")
 
 
 def test_histograms_and_the_follow_up_run(page, lab, screenshots):
