@@ -113,7 +113,9 @@ def test_defaults_of_the_search_parameters(client):
     body = create(client, search={}, base={**BASE, "augmentation": "rff"})
     assert body["search"] == {"d_start": 8, "tolerance": 0.1, "d_max": 20_000, "max_rounds": 30}
     # RFF's B (m×d with m = d/2) outgrows the memory budget before d = 100,000: said at once, with what to change.
-    detail = client.post("/api/experiments", json={"name": "rff", "base": {**BASE, "augmentation": "rff"},
+    # (a fastfood P, whose memory does not grow with k·√D as a sparse P's does)
+    detail = client.post("/api/experiments", json={"name": "rff", "base": {**BASE, "augmentation": "rff",
+                                                                           "projection": "fastfood"},
                                                    "baseline": 1.0, "search": {"d_max": 100_000}}).json()["detail"]
     assert detail[0]["loc"] == ["body", "base", "rff_features"] and detail[0]["ctx"] == {"grid_point": {"d": 100_000}}
     assert "set rff_features lower" in detail[0]["msg"] and detail[0]["msg"].endswith(
