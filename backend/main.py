@@ -18,7 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from backend import errors, migrate
 from backend.db import make_engine
 from backend.events import OpenStreams
+from backend.docs import mount_docs
 from backend.frontend import mount_frontend
+from backend.guard import BrowserGuard
 from backend.limits import RequestBodyLimit
 from backend.routers import config, experiments, health, runs
 from backend.settings import Settings, get_settings
@@ -31,7 +33,9 @@ and compare projections and augmentations down to d_int90.
 
 Every call that changes something needs `Authorization: Bearer <token>` when the server has an API token.
 Errors are JSON `{"detail": ...}`; invalid input is a 422 whose `detail` lists `{"loc", "msg", "type"}`;
-a request body over the server's limit (settings.max_request_bytes, 1 MiB by default) is a 413, refused before it is parsed."""
+a request body over the server's limit (settings.max_request_bytes, 1 MiB by default) is a 413, refused before it is parsed.
+The lab answers only to its own host names (a request for another Host is a 400: settings.allowed_hosts), and a
+browser's POST, PUT, PATCH or DELETE from another site is a 403; clients that are not browsers are not affected."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,14 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.celery.close()
             engine.dispose()
 
-    app = FastAPI(title="idlab", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc are the lab's own (backend.docs): FastAPI's would load their assets from a CDN.
+    app = FastAPI(title="idlab", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     errors.install(app)
+    script_hashes = mount_docs(app)
     # Added before CORS, so CORS wraps it: a browser on an allowed origin can read the 413 too.
     app.add_middleware(RequestBodyLimit, settings=settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    # Last, so outermost: every answer, the refusals of the layers inside included, gets its headers,
+    # and a foreign Host or a cross-site write is refused before anything else reads the request.
+    app.add_middleware(BrowserGuard, settings=settings, script_hashes=script_hashes)
 
     api = APIRouter(prefix="/api")
     for module in (runs, experiments, health, config):
@@ -66,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.openapi = lambda: _openapi(app)
 
-    # Last: the UI's mount at / matches every path, so /api and /docs must come first.
+    # Last: the UI's mount at / matches every path, so /api and /docs (mounted above) must come first.
     mount_frontend(app)
     return app
 

@@ -34,22 +34,37 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, description="CPU threads torch may use per run (default: all cores; `idlab serve` leaves one to the API).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
         "Origins allowed by CORS (none by default): comma-separated, or a JSON list."))
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "Host names the lab answers to besides localhost, 127.0.0.1 and [::1] (any port): comma-separated, or a "
+        "JSON list, e.g. lab.example,10.0.0.5. A request for any other Host is refused with 400 (DNS rebinding)."))
     max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API reads, in bytes (1 MiB); "
                                    "a larger one is refused with 413 before it is parsed.")
     max_experiment_runs: int = Field(1000, ge=1, description="Most runs one experiment request may queue (grid × seeds + baselines).")
     sse_poll_seconds: float = Field(0.3, gt=0, le=10, description="How often an open event stream looks for new points and status changes.")
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive comment interval of event streams (proxies drop silent connections).")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_origins(cls, value):
-        """IDLAB_CORS_ORIGINS=http://a.example,http://b.example as well as a JSON list."""
+    def _split_list(cls, value):
+        """IDLAB_CORS_ORIGINS=http://a.example,http://b.example as well as a JSON list (and so for hosts)."""
         if not isinstance(value, str):
             return value
         text = value.strip()
         if text.startswith("["):
             return json.loads(text)
-        return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names_only(cls, hosts: list[str]) -> list[str]:
+        """Names as a Host header carries them, without scheme, path or port: lab.example, 10.0.0.5, [2001:db8::5]."""
+        for host in hosts:
+            bare = host.strip("[]")
+            if not host or "/" in host or (":" in host and not (host.startswith("[") and host.endswith("]"))) \
+                    or any(c in bare for c in " []@"):
+                raise ValueError(f"{host!r} is not a host name: give names or addresses without scheme or port, "
+                                 "e.g. lab.example or 10.0.0.5 or [2001:db8::5]")
+        return hosts
 
     @property
     def database(self) -> str:

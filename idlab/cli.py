@@ -272,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="start the lab: the API, a worker and the reaper, in one command",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    serve.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address the API listens on; any but loopback (e.g. 0.0.0.0) needs IDLAB_API_TOKEN set, "
+                            "and serves the names in IDLAB_ALLOWED_HOSTS besides the address or the machine's names")
     serve.add_argument("--port", type=int, default=8000, help="port the API listens on")
     serve.add_argument("--data-dir", help="the lab's folder: datasets, database, queue (default: $IDLAB_DATA_DIR "
                                           "or ./idlab-data)")

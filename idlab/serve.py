@@ -22,10 +22,19 @@ process group. The children die with this process even when it is killed outrigh
 In the embedded mode the API and the training share the machine's cores: the worker
 gets all but one for torch (IDLAB_TORCH_THREADS, unless set), so the API stays
 responsive while a run trains.
+
+Listening on anything but loopback (`--host 0.0.0.0`, a LAN address) exposes the lab to
+the network, so serve then refuses to start without an API token (IDLAB_API_TOKEN; the
+message says how to make one), and adds the names the lab is reached by to the host names
+it answers to (IDLAB_ALLOWED_HOSTS): the address given, or for a wildcard address this
+machine's host name and fully qualified name (a loopback address other than 127.0.0.1 is
+added too, without needing a token). Any other name or address a browser uses
+(an IP address, a DNS alias) must be added to IDLAB_ALLOWED_HOSTS; serve prints the list.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -105,6 +114,7 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
     env = child_environment(data_dir)
     os.environ.update({key: env[key] for key in ("IDLAB_DATA_DIR", "IDLAB_TORCH_THREADS")})
 
+    from backend.guard import LOCAL_HOSTS, normalise
     from backend.migrate import upgrade
     from backend.settings import get_settings
     from worker.celery_app import make_celery
@@ -112,6 +122,14 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
 
     get_settings.cache_clear()
     settings = get_settings()
+    exposed = not is_loopback(host)
+    if exposed and not settings.api_token:
+        print(no_token_message(host), file=sys.stderr, flush=True)
+        return 2
+    hosts = [*settings.allowed_hosts, *(name for name in served_names(host)
+                                        if name not in settings.allowed_hosts and normalise(name) not in LOCAL_HOSTS)]
+    if hosts:
+        env["IDLAB_ALLOWED_HOSTS"] = ",".join(hosts)
     upgrade(settings.database)  # once here, before the API and the worker both try
     api = Child("api", [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
                         "--host", host, "--port", str(port),
@@ -136,6 +154,11 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
         maintenance.start()
         print(f"idlab: the lab is at http://{host}:{port}  (data: {settings.data_dir.resolve()}, database: "
               f"{redact(settings.database)}, broker: {redact(settings.broker)}); Ctrl-C stops it", flush=True)
+        if exposed:
+            print(f"idlab: listening on {host}: writes need the API token; the lab answers to the host names "
+                  f"{', '.join(['localhost', '127.0.0.1', '[::1]', *hosts])}. To reach it by another name or "
+                  "address (an IP address, a DNS alias), add that to IDLAB_ALLOWED_HOSTS (comma-separated).",
+                  flush=True)
         code = supervise(api, worker)
     except Stop as stop:
         log.info("%s: stopping the lab", stop)
@@ -187,6 +210,38 @@ def child_environment(data_dir: str | None) -> dict[str, str]:
 
         env["IDLAB_TORCH_THREADS"] = str(max(1, usable_cores() - 1))
     return env
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the lab to this machine: localhost, 127.0.0.0/8, ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False   # a host name: whatever it resolves to, others may reach it
+
+
+def served_names(host: str) -> list[str]:
+    """The names a browser reaches a lab listening on `host` by, as IDLAB_ALLOWED_HOSTS spells them: the
+    address itself, or for a wildcard (0.0.0.0, ::) this machine's host name and fully qualified name."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return [host.lower()]
+    if address.is_unspecified:
+        names = [socket.gethostname().lower(), socket.getfqdn().lower()]
+        return [name for i, name in enumerate(names) if name and name not in names[:i] and not is_loopback(name)]
+    return [f"[{address}]" if address.version == 6 else str(address)]
+
+
+def no_token_message(host: str) -> str:
+    return (f"idlab serve: refusing to listen on {host} without an API token: anyone who reaches this machine could "
+            "queue, cancel and retry runs. Set one first, then give it to the dashboard (its Token box) and to "
+            "idlab.client:\n"
+            "    export IDLAB_API_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
+            "(or put IDLAB_API_TOKEN=... in the .env file of the folder you start from). Without --host the lab "
+            "listens on 127.0.0.1, for this machine only, and needs no token.")
 
 
 def redact(url: str) -> str:

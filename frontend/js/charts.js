@@ -8,7 +8,7 @@ let loading = null;
 export function loadPlotly() {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!loading && window.plotlyLoading) {
-    loading = window.plotlyLoading;           // started by index.html for a chart page opened by URL
+    loading = window.plotlyLoading;           // started by js/preload.js for a chart page opened by URL
     window.plotlyLoading = null;
     loading.catch(() => { loading = null; });
   }

@@ -65,7 +65,7 @@ def test_the_worker_reserves_a_gpu_and_data_lives_in_named_volumes():
 
 def test_secrets_come_from_the_environment_and_the_api_binds_to_localhost():
     text = (REPO / "docker-compose.yml").read_text()
-    assert "${POSTGRES_PASSWORD:?" in text and "${REDIS_PASSWORD:?" in text and "${IDLAB_API_TOKEN" in text
+    assert "${POSTGRES_PASSWORD:?" in text and "${REDIS_PASSWORD:?" in text and "${IDLAB_API_TOKEN:?" in text
     assert not re.search(r"PASSWORD:\s*[\w-]+\s*$", text, re.M), "a hard-coded password"
     assert all(port.startswith("127.0.0.1:") for port in SERVICES["api"]["ports"])
     redis = service_command("redis")
@@ -121,10 +121,24 @@ def test_docker_compose_rejects_a_broken_copy_naming_the_fault(tmp_path, replace
     assert result.returncode != 0 and named in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("password", ["POSTGRES_PASSWORD", "REDIS_PASSWORD"])
-def test_docker_compose_refuses_to_start_without_a_password(tmp_path, password):
-    result = compose_config(copy_of_the_file(tmp_path), {k: v for k, v in SECRETS.items() if k != password})
-    assert result.returncode != 0 and f"set {password} in .env" in result.stdout + result.stderr
+@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "IDLAB_API_TOKEN"])
+def test_docker_compose_refuses_to_start_without_a_secret(tmp_path, secret):
+    """The API token too: the API listens on 0.0.0.0 inside its container, so it is never left open."""
+    result = compose_config(copy_of_the_file(tmp_path), {k: v for k, v in SECRETS.items() if k != secret})
+    assert result.returncode != 0 and f"set {secret} in .env" in result.stdout + result.stderr
+
+
+def test_the_api_answers_to_its_service_name_and_the_names_in_env(monkeypatch):
+    """Besides localhost (the published port, 127.0.0.1 only): the service name, and what .env adds."""
+    from backend.settings import Settings
+
+    def allowed_hosts(variables: dict[str, str]) -> list[str]:
+        value = interpolate(str(SERVICES["api"]["environment"]["IDLAB_ALLOWED_HOSTS"]), variables)
+        monkeypatch.setenv("IDLAB_ALLOWED_HOSTS", value)
+        return Settings(_env_file=None).allowed_hosts
+
+    assert allowed_hosts(SECRETS) == ["api"]
+    assert allowed_hosts({**SECRETS, "IDLAB_ALLOWED_HOSTS": "lab.example,10.0.0.5"}) == ["api", "lab.example", "10.0.0.5"]
 
 
 def localised(url: str, ports: dict[str, int], database: str | None = None) -> str:
@@ -202,6 +216,10 @@ def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_da
         health = wait_for(healthy, 90, "the API and a worker to be up")
         assert health["broker"]["ok"]
         assert httpx.post(f"http://127.0.0.1:{port}/api/runs", json={}).status_code == 401   # the token holds
+        # Other containers reach the API by its service name; any other name is refused (DNS rebinding).
+        assert api.get("/api/health", headers={"Host": "api:8000"}).status_code == 200
+        foreign = api.get("/api/health", headers={"Host": "evil.example"})
+        assert foreign.status_code == 400 and "IDLAB_ALLOWED_HOSTS" in foreign.json()["detail"]
         base = {"dataset": "synthetic", "fc_widths": [16], "epochs": 1, "train_size": 128, "test_size": 64}
         created = api.post("/api/experiments", json={"name": "compose", "base": base,
                                                      "grid": {"d": [8, 16]}, "seeds": [0], "baseline": True})

@@ -31,7 +31,7 @@ from backend.db import make_engine
 from backend.main import create_app
 from backend.models import Base
 from backend.settings import Settings
-from tests.lab.lab_processes import sse_blocks
+from tests.lab.lab_processes import TESTCLIENT_HOSTS, sse_blocks
 
 POSTGRES_SERVER = os.environ.get("IDLAB_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 DATABASES = ("sqlite", "postgresql")
@@ -98,9 +98,11 @@ def sessions(database_url) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(database_url, tmp_path) -> Settings:
-    """The embedded broker (a filesystem queue under tmp_path) so runs can be queued without a worker."""
+    """The embedded broker (a filesystem queue under tmp_path) so runs can be queued without a worker.
+    TestClient's requests say `Host: testserver`: that name is allowed (the live servers use 127.0.0.1)."""
     return Settings(_env_file=None, data_dir=tmp_path / "lab", database_url=database_url, broker_url=None,
-                    api_token=None, cors_origins=[], sse_poll_seconds=0.1, sse_ping_seconds=1.0)
+                    api_token=None, cors_origins=[], allowed_hosts=TESTCLIENT_HOSTS, sse_poll_seconds=0.1,
+                    sse_ping_seconds=1.0)
 
 
 @pytest.fixture

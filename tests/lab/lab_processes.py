@@ -47,6 +47,10 @@ REPO = Path(__file__).resolve().parents[2]
 POSTGRES_SERVER = os.environ.get("IDLAB_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("IDLAB_TEST_REDIS", "redis://127.0.0.1:6379/5")
 
+#: The Host that Starlette's TestClient sends: allowed in the settings of every app a TestClient calls
+#: (the lab's default serves localhost names only; the processes here are called on 127.0.0.1).
+TESTCLIENT_HOSTS = ["testserver"]
+
 #: Short enough that the crash tests reap within seconds.
 TIMINGS = {"IDLAB_HEARTBEAT_SECONDS": "0.5", "IDLAB_STALE_AFTER_SECONDS": "3", "IDLAB_REAPER_SECONDS": "1"}
 
@@ -146,6 +150,7 @@ class Lab:
     def __init__(self, mode: str, data_dir: Path, database_url: str | None = None, broker_url: str | None = None):
         self.mode, self.data_dir = mode, data_dir
         self.settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, broker_url=broker_url,
+                                 allowed_hosts=TESTCLIENT_HOSTS,
                                  **{key.removeprefix("IDLAB_").lower(): float(v) for key, v in TIMINGS.items()})
         upgrade(self.settings.database)
         self.engine = make_engine(self.settings.database)

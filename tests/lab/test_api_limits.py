@@ -4,7 +4,8 @@ CORS stays closed unless origins are configured, writes need the token, and `idl
 on localhost only.
 
 tests/lab/test_api_service.py holds the rest of the service's guards: a configured origin is
-allowed, every mutating route in the OpenAPI spec needs the token.
+allowed, every mutating route in the OpenAPI spec needs the token; tests/lab/test_api_guard.py
+those towards browsers: host names, cross-site writes, security headers, `idlab serve` off loopback.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from backend.main import create_app
 from backend.settings import Settings
-from tests.lab.lab_processes import free_port, wait_for
+from tests.lab.lab_processes import TESTCLIENT_HOSTS, free_port, wait_for
 
 MiB = 2**20
 SMALL = {"dataset": "synthetic", "fc_widths": [16], "d": 20, "epochs": 1}
@@ -36,7 +37,7 @@ FOREIGN = "http://elsewhere.example"
 def settings(sqlite_url, tmp_path_factory) -> Settings:
     """One app for the module (what is tested here happens before the database, or stores nothing)."""
     return Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("limits"), database_url=sqlite_url,
-                    broker_url=None, api_token=None, cors_origins=[])
+                    broker_url=None, api_token=None, cors_origins=[], allowed_hosts=TESTCLIENT_HOSTS)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,8 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(settings, monk
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/api/experiments", "raw_path": b"/api/experiments", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"lab"), (b"content-type", b"application/json"),
-                         (b"transfer-encoding", b"chunked")], "client": ("127.0.0.1", 1), "server": ("lab", 80)}
+             "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
+                         (b"transfer-encoding", b"chunked")], "client": ("127.0.0.1", 1), "server": ("localhost", 80)}
     anyio.run(app, scope, receive, send)
 
     assert sum(received) == 64 * 1024 + 16 * 1024
@@ -112,7 +113,7 @@ def test_the_limit_comes_from_the_settings_and_covers_every_route(client, settin
 def test_a_refused_body_answers_cors_for_an_allowed_origin(sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setenv("IDLAB_CORS_ORIGINS", "http://lab.example, http://other.example")
     monkeypatch.setenv("IDLAB_MAX_REQUEST_BYTES", "2048")
-    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=sqlite_url)
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=sqlite_url, allowed_hosts=TESTCLIENT_HOSTS)
     assert settings.cors_origins == ["http://lab.example", "http://other.example"]
     with TestClient(create_app(settings)) as client:
         refused = client.post("/api/runs", content=padded({}, 4096),
@@ -207,7 +208,8 @@ def test_without_configured_origins_a_foreign_origin_gets_no_cors_grant(client):
 
 def test_the_token_is_read_from_the_environment(sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setenv("IDLAB_API_TOKEN", "from-the-env")
-    with TestClient(create_app(Settings(_env_file=None, data_dir=tmp_path, database_url=sqlite_url))) as client:
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=sqlite_url, allowed_hosts=TESTCLIENT_HOSTS)
+    with TestClient(create_app(settings)) as client:
         dry_run = {"url": "/api/experiments", "params": {"dry_run": "true"}, "json": EXPERIMENT}
         assert client.post(**dry_run).status_code == 401
         assert client.post(**dry_run, headers={"Authorization": "Bearer from-the-env"}).status_code == 200

@@ -15,6 +15,7 @@ from backend.auth import MUTATING_METHODS
 from backend.main import create_app
 from backend.models import Worker, utcnow
 from backend.settings import Settings
+from tests.lab.lab_processes import TESTCLIENT_HOSTS
 
 SMALL = {"dataset": "synthetic", "d": 20, "epochs": 1}
 
@@ -73,7 +74,7 @@ def test_health_reports_database_broker_and_workers(client, sessions, settings):
 
 
 def test_health_with_an_unreachable_broker_answers_quickly(database_url, tmp_path):
-    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=database_url,
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=database_url, allowed_hosts=TESTCLIENT_HOSTS,
                         broker_url="redis://127.0.0.1:9/0")   # nothing listens on the discard port
     with TestClient(create_app(settings)) as client:
         health = client.get("/api/health")
@@ -101,7 +102,7 @@ def test_openapi_documents_the_run_config(client):
 def test_cors_is_closed_unless_configured(client, database_url, tmp_path):
     origin = {"Origin": "http://lab.example"}
     assert "access-control-allow-origin" not in client.get("/api/health", headers=origin).headers
-    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=database_url,
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=database_url, allowed_hosts=TESTCLIENT_HOSTS,
                         cors_origins=["http://lab.example"])
     with TestClient(create_app(settings)) as allowed:
         assert allowed.get("/api/health", headers=origin).headers["access-control-allow-origin"] == "http://lab.example"

@@ -3,7 +3,9 @@
 Chromium is driven by Playwright, launched from /usr/bin/chromium (never `playwright install`:
 nothing is downloaded). A missing Chromium is a failure with the command that installs it,
 not a skip. Every page's requests are recorded; a test fails if a page asked any host but
-the lab's server, or threw an uncaught exception.
+the lab's server, threw an uncaught exception, or broke the lab's Content-Security-Policy
+(a refused style or image breaks plotly.js silently: the page's `securitypolicyviolation`
+events are recorded, each with the directive and what it refused).
 
 Screenshots of every page are saved to artifacts/screenshots/ (CI keeps that folder).
 """
@@ -152,17 +154,34 @@ def browser(playwright):
     browser.close()
 
 
+#: Reports each Content-Security-Policy violation of a page to the test (exposed as __idlabCspViolation).
+CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) => window.__idlabCspViolation(
+    `${location.pathname}${location.hash}: ${e.effectiveDirective} refused ${e.blockedURI || "an inline one"}`
+    + ` (${e.sourceFile || "the page"}:${e.lineNumber})`));"""
+
+
 class PageRecorder:
-    """Every request a page makes, and its uncaught exceptions."""
+    """Every request a page makes, those the policy stopped in the browser, its uncaught exceptions and
+    its CSP violations."""
 
     def __init__(self, origin: str):
         self.origin = urlparse(origin).netloc
         self.requests: list[str] = []
+        self.blocked: list[str] = []
         self.errors: list[str] = []
+        self.violations: list[str] = []
+
+    def watch(self, context) -> None:
+        """Record what every page of `context` does; call before its first page."""
+        context.on("request", lambda request: self.requests.append(request.url))
+        context.on("requestfailed", lambda request: request.failure == "csp" and self.blocked.append(request.url))
+        context.expose_function("__idlabCspViolation", lambda violation: self.violations.append(violation))
+        context.add_init_script(CSP_LISTENER)
 
     def foreign(self) -> list[str]:
-        return [url for url in self.requests
-                if urlparse(url).scheme not in ("data", "blob", "about") and urlparse(url).netloc != self.origin]
+        """Requests sent to another host (one the policy stopped never left the browser: a violation)."""
+        return [url for url in self.requests if url not in self.blocked
+                and urlparse(url).scheme not in ("data", "blob", "about") and urlparse(url).netloc != self.origin]
 
 
 @pytest.fixture
@@ -173,7 +192,7 @@ def recorder(lab) -> PageRecorder:
 @pytest.fixture
 def page(browser, lab, recorder):
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    context.on("request", lambda request: recorder.requests.append(request.url))
+    recorder.watch(context)
     page = context.new_page()
     page.on("pageerror", lambda error: recorder.errors.append(str(error)))
     page.set_default_timeout(30_000)
@@ -181,3 +200,4 @@ def page(browser, lab, recorder):
     context.close()
     assert not recorder.foreign(), f"pages asked hosts other than the lab's server: {recorder.foreign()}"
     assert not recorder.errors, f"uncaught errors in the page: {recorder.errors}"
+    assert not recorder.violations, f"the Content-Security-Policy refused: {recorder.violations}"
