@@ -3,7 +3,9 @@
     idlab serve --data-dir DIR &                                       # a lab (or `make lab`)
     python -m bench.lab_reproduction li-mnist-fc                       # queue the preset, wait, save
     python -m bench.lab_reproduction li-mnist-fc --experiment 3        # wait for (and save) one already queued
+    python -m bench.lab_reproduction li-mnist-fc --experiment 3 --now  # save what has finished so far
     python -m bench.lab_reproduction li-mnist-fc --set epochs=30       # a smaller budget, named in the file
+    python -m bench.lab_reproduction li-mnist-fc --first 100 300 750   # these d are queued first
 
 It submits the preset's experiment request (`GET /api/config/presets/<id>`) to the lab at --url,
 waits with a progress line until every run has finished, then saves under docs/reproduction/
@@ -20,6 +22,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,10 +31,15 @@ from idlab.client import Lab
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "reproduction"
 
 
-def submit(lab: Lab, preset_id: str, overrides: dict) -> dict:
+def submit(lab: Lab, preset_id: str, overrides: dict, first: list[int]) -> dict:
     preset = lab.request("GET", f"/config/presets/{preset_id}").json()
     request = preset["request"]
     request["base"].update(overrides)
+    if first:  # the same grid, queued in another order: these d first
+        grid_d = request["grid"]["d"]
+        if not set(first) <= set(grid_d):
+            raise SystemExit(f"--first {first}: not all in the preset's grid of d {grid_d}")
+        request["grid"]["d"] = first + [d for d in grid_d if d not in first]
     if overrides:
         request["name"] += " (" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")"
     experiment = lab.request("POST", "/experiments", json=request, what="the preset's request").json()
@@ -65,14 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=os.environ.get("IDLAB_API_TOKEN"))
     parser.add_argument("--experiment", type=int, help="wait for this experiment instead of queueing a new one")
     parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=JSON", help="override base fields")
+    parser.add_argument("--first", type=int, nargs="+", default=[],
+                        help="queue the runs of these d first (the grid is the preset's, in another order)")
     parser.add_argument("--out", type=Path, help="where to save (default docs/reproduction/<preset>-lab.json)")
+    parser.add_argument("--now", action="store_true",
+                        help="with --experiment: save what has finished so far instead of waiting for every run")
     args = parser.parse_args(argv)
 
     overrides = {field: json.loads(value) for field, _, value in (a.partition("=") for a in args.set)}
     started = time.time()
     with Lab(args.url, token=args.token, timeout=120) as lab:
-        experiment = lab.experiment(args.experiment) if args.experiment else submit(lab, args.preset, overrides)
-        lab.wait_experiment(experiment)
+        experiment = lab.experiment(args.experiment) if args.experiment else submit(lab, args.preset, overrides, args.first)
+        if not args.now:
+            lab.wait_experiment(experiment)
         summary = lab.summary(experiment, raw=True)
         export = lab.request("GET", f"/experiments/{experiment['id']}/export", params={"format": "json"}).json()
         body = lab.experiment(experiment)
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset, "overrides": overrides, "experiment": {k: body.get(k) for k in ("id", "name", "created_at")},
         "published": published, "summary": summary, "export": export,
         "waited_seconds": round(time.time() - started),
+        "runs_by_status": dict(Counter(run["status"] for run in body["runs"])),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count()},
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -81,7 +81,12 @@ export function dint90Text(group, interpolated = false) {
 // [lo, hi]: hi null is "not reached"; lo at the smallest d reads "≤ d_min".
 export function intervalText(group) {
   const [lo, hi] = group.d_int90_interval || [null, null];
-  if (lo === null && hi === null) return group.d_int90_interval ? "[not reached]" : "–";
+  if (lo === null && hi === null) {
+    if (group.d_int90_interval) return "[not reached]";
+    // No spread to resample: every d has a single run (docs/statistics.md).
+    const single = (group.points || []).length > 0 && group.points.every((p) => p.n < 2);
+    return single ? "– (one run per d: no spread to estimate)" : "–";
+  }
   const low = lo !== null && lo <= smallestD(group) ? `≤ ${fmtNum(lo)}` : fmtNum(lo);
   return `[${low}, ${hi === null ? "not reached" : fmtNum(hi)}]`;
 }

@@ -264,9 +264,9 @@ class Distributions {
     }
     const bBlocks = Object.entries(data.B || {});
     if (bBlocks.length) {
-      const cells = bBlocks.map(([name, block]) => histogramCell(`B (${name})`, block, `run-${run.id}-B`));
+      const cells = bBlocks.map(([name, block]) => histogramCell(name === "B" ? "B" : `B · ${name}`, block, `run-${run.id}-B`));
       this.cells.push(...cells);
-      sections.push(h("h3", { style: { marginTop: "12px" } }, "B, the random Fourier features' matrices (trained with train_rff_b)"),
+      sections.push(h("h3", { style: { marginTop: "12px" } }, "B, the random Fourier features' matrices (after training too with train_rff_b)"),
         h("div.hist-grid", cells.map((c) => c.cell)));
     }
     this.body.replaceChildren(...sections);

@@ -303,11 +303,17 @@ def test_histograms_and_the_follow_up_run(page, lab, screenshots):
     open_app(page, lab, f"/runs/{run['id']}")
     page.wait_for_selector("[data-section=distributions][data-loaded=true]")
     cells = page.locator(".hist-cell")
-    assert cells.count() >= 4, "P blocks linear, cos, sin and θ_d"
+    assert cells.count() >= 5, "P blocks linear, cos, sin, θ_d and B"
+    B_cells = 0
     for i in range(cells.count()):
         lengths = page.evaluate("(cell) => cell.querySelector('.js-plotly-plot').data.map((t) => t.y.length)",
                                 cells.nth(i).element_handle())
+        if cells.nth(i).get_attribute("data-block") == "B":
+            B_cells += 1
+            assert len(lengths) == 1 and lengths[0] > 0, "B is not trained here: its initial histogram only"
+            continue
         assert len(lengths) == 2 and min(lengths) > 0, "initial and trained histograms"
+    assert B_cells == 1
     assert page.locator("[data-section=config] [data-key=p_init] .v").inner_text() == "normal"
     shot(page, "run-finished")
 

@@ -82,7 +82,9 @@ def test_a_search_from_the_form_to_its_rounds_and_bracket(page, lab, screenshots
     lo, hi = search["bracket"]
     assert f"bracket ({lo:,}, {hi:,}]" in page.locator("[data-bracket]").inner_text()
     assert page.locator("[data-dint90]").get_attribute("data-dint90") == str(group["d_int90"]) == str(hi)
-    assert "interval [" in page.locator("[data-dint90]").inner_text()
+    # one seed per round: no spread between seeds, so no interval, and the page says why
+    assert group["d_int90_interval"] is None
+    assert "interval – (one run per d: no spread to estimate)" in page.locator("[data-dint90]").inner_text()
     drawn = page.evaluate("document.querySelector('[data-chart=search-rounds]').data.map((t) => t.y)")
     assert drawn == [[r["d"] for r in rounds]]
     page.wait_for_function("() => { const gd = document.querySelector('[data-chart=accuracy-vs-d]');"
