@@ -13,7 +13,7 @@ import types
 from typing import Annotated, Literal, Union, get_args, get_origin
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, Numeric, cast, or_
 from starlette.datastructures import QueryParams
 
 from backend.models import Run
@@ -68,7 +68,9 @@ def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
 def json_scalar(field: str, kind: type) -> ColumnElement:
     """The run config's `field`, read from its JSON as a `kind` (str, int, float or bool)."""
     element = Run.config[field]
-    return {str: element.as_string, int: element.as_integer, float: element.as_float, bool: element.as_boolean}[kind]()
+    if kind is int:     # NUMERIC, not INTEGER: a stored number past 2^31 (or 2^63) must not fail the query
+        return cast(element.as_string(), Numeric)
+    return {str: element.as_string, float: element.as_float, bool: element.as_boolean}[kind]()
 
 
 def scalar_kind(annotation) -> tuple[type | None, bool]:

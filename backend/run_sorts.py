@@ -13,7 +13,7 @@ broken by id, newest first.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Float, case, func
+from sqlalchemy import ColumnElement, Float, Numeric, case, cast, func
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -72,10 +72,15 @@ def _expression(name: str) -> ColumnElement | None:
         return COLUMNS[name]
     if name.startswith(METRICS_PREFIX) and name.removeprefix(METRICS_PREFIX) in SORTABLE_METRICS:
         key = name.removeprefix(METRICS_PREFIX)
-        return func.coalesce(Run.final_metrics[key].as_float(), Run.progress[key].as_float())
+        return func.coalesce(cast(Run.final_metrics[key].as_string(), Numeric),
+                             cast(Run.progress[key].as_string(), Numeric))
     if name.startswith(PREFIX):
         info = RunConfig.model_fields.get(name.removeprefix(PREFIX))
         kind = scalar_kind(info.annotation)[0] if info is not None else None
+        if kind in (int, float):
+            # NUMERIC, not INTEGER or REAL: no stored number (e.g. a train_size of 3e9 from before the
+            # bounds) can overflow the cast and fail the sort, on Postgres or SQLite.
+            return cast(Run.config[name.removeprefix(PREFIX)].as_string(), Numeric)
         if kind is not None:
             return json_scalar(name.removeprefix(PREFIX), kind)
     return None

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from idlab.config import DEFAULT_DENSE_BUDGET_MB
+from idlab.config import DEFAULT_DENSE_BUDGET_MB, DEFAULT_MEMORY_BUDGET_MB
 
 
 class Settings(BaseSettings):
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="When set, every mutating call needs 'Authorization: Bearer <token>'.")
     allow_download: bool = Field(False, description="Download a missing dataset (checksum-verified) instead of failing.")
     dense_p_budget_mb: float = Field(DEFAULT_DENSE_BUDGET_MB, gt=0, description="Largest dense P a run may allocate, in MiB.")
+    memory_budget_mb: float = Field(DEFAULT_MEMORY_BUDGET_MB, gt=0, description=(
+        "Memory one run may take for training, in MiB: θ, its gradient and Adam's moments (16 bytes per weight "
+        "when training directly) and the activations of a batch; a larger run is refused at submission."))
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often a worker reports that its run is alive.")
     stale_after_seconds: float = Field(60.0, gt=0, description="A running run without heartbeat this long is reaped.")
     max_attempts: int = Field(3, ge=1, description="Executions of a run before a vanished worker fails it instead of requeueing.")

@@ -38,7 +38,8 @@ def check_run_config(raw: Any, settings: Settings) -> RunConfig:
     Also refuses non-finite numbers (Python's JSON parser accepts NaN and Infinity;
     Postgres' JSON does not, and no field means anything infinite).
     """
-    config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb})
+    config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb,
+                                                         "memory_budget_mb": settings.memory_budget_mb})
     infinite = [name for name, value in config.model_dump().items() if not _finite(value)]
     if infinite:
         raise ValidationError.from_exception_data(RunConfig.__name__, [
@@ -78,3 +79,28 @@ def echo(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict) and depth < 2:
         return {str(k)[:64]: echo(v, depth + 1) for k, v in list(value.items())[:20]}
     return str(value)[:200]
+
+
+def from_run_problem(session, config: RunConfig) -> str | None:
+    """Why the run named by p_init from_run:<id> cannot be sampled from, or None when it can: it must exist and
+    have stored statistics of its P (its "statistics" artefact, what the worker reads: worker.execution)."""
+    reference = config.from_run_id
+    if reference is None:
+        return None
+    from sqlalchemy import select
+
+    from backend.models import Run, RunArtifact
+
+    what = ("use the id of a subspace run that has succeeded (its P statistics are recorded once its "
+            "projection is built), or another p_init such as 'normal'")
+    if not reference.isdigit() or not 1 <= int(reference) <= 2**63 - 1:
+        return f"p_init {config.p_init!r}: {reference!r} is not a run id: {what}"
+    run = session.get(Run, int(reference))
+    if run is None:
+        return f"p_init {config.p_init!r}: run {reference} does not exist: {what}"
+    data = session.scalar(select(RunArtifact.data).where(RunArtifact.run_id == run.id,
+                                                         RunArtifact.name == "statistics"))
+    if not isinstance(data, dict) or not data.get("P"):
+        return (f"p_init {config.p_init!r}: run {reference} ({run.status}) has no stored statistics of its P to "
+                f"sample from: wait until it has succeeded, or {what}")
+    return None

@@ -164,7 +164,8 @@ def command_train(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     try:
-        config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb})
+        config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb,
+                                                       "memory_budget_mb": settings.memory_budget_mb})
     except ValidationError as error:
         _print_invalid(error)
         return EXIT_INVALID

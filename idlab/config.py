@@ -54,6 +54,24 @@ BYTES_PER_SPARSE_ENTRY = 2 * (BYTES_PER_FLOAT + 8)
 MAX_WEIGHTS = 1_000_000_000
 #: Highest power the power augmentation may add: θ^i of an entry of θ_d above 1 overflows float32 soon after.
 MAX_POWER_ORDER = 10
+#: Largest |λ| of a power feature, and the largest value of the scale-like floats (p_scale, rff_scale, …).
+MAX_POWER_COEF = 1_000.0
+MAX_SCALE = 1_000_000.0
+#: Largest L2 weight: beyond it the penalty swamps any loss.
+MAX_WEIGHT_DECAY = 100.0
+#: Most epochs early stopping may wait (the most epochs a run may take).
+MAX_EPOCHS = 10_000
+#: Largest train_size / test_size accepted before the dataset is known (the dataset's split caps it further).
+MAX_SPLIT_SIZE = 10_000_000
+
+#: Environment variable holding the memory (in MiB) one run may take for training: θ, its gradient and the
+#: optimizer's moments, and the activations of a batch. The same mechanism as the dense-P budget.
+MEMORY_BUDGET_ENV = "IDLAB_MEMORY_BUDGET_MB"
+DEFAULT_MEMORY_BUDGET_MB = 8192
+#: Bytes per trained weight: the value, its gradient and Adam's two moments (float32 each).
+BYTES_PER_TRAINED_WEIGHT = 16
+#: Each activation is kept for the backward pass and gets a gradient there.
+ACTIVATION_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,24 @@ def parameter_shapes(
     raise ValueError(f"unknown model {model!r}")
 
 
+def activations_per_example(model: str, dataset: str, fc_widths: list[int] | tuple[int, ...] = (200, 200)) -> int:
+    """Values one example leaves in memory on its way through the network: input, every layer's output."""
+    spec = DATASETS[dataset]
+    inputs = spec.channels * spec.height * spec.width
+    if model == "fc":
+        return inputs + 2 * sum(fc_widths) + spec.classes            # pre-activation and ReLU output per layer
+    c1, c2 = LENET_CHANNELS
+    h1, w1 = spec.height - LENET_KERNEL + 1, spec.width - LENET_KERNEL + 1
+    h2, w2 = (h1 // 2) - LENET_KERNEL + 1, (w1 // 2) - LENET_KERNEL + 1
+    conv = 2 * (c1 * h1 * w1 + c2 * h2 * w2) + c1 * (h1 // 2) * (w1 // 2) + c2 * (h2 // 2) * (w2 // 2)
+    return inputs + conv + 2 * sum(LENET_HIDDEN) + spec.classes
+
+
+def memory_budget_mb() -> float:
+    """The training-memory budget of one run, from IDLAB_MEMORY_BUDGET_MB (default 8192 MiB)."""
+    return float(os.environ.get(MEMORY_BUDGET_ENV, DEFAULT_MEMORY_BUDGET_MB))
+
+
 def dense_budget_mb() -> float:
     """The dense-P memory budget, from IDLAB_DENSE_P_BUDGET_MB (default 2048 MiB)."""
     return float(os.environ.get(DENSE_BUDGET_ENV, DEFAULT_DENSE_BUDGET_MB))
@@ -144,39 +180,39 @@ class RunConfig(BaseModel):
     d: int = Field(750, gt=0, le=10_000_000, description="Intrinsic dimension: the number of trained weights θ_d.")
     p_init: str = Field("normal", description="Entries of P: normal, uniform, rademacher, sparse, orthogonal (dense, k ≤ D) or from_run:<id> (per-block statistics of an earlier run's trained P).")
     from_run_mean: FromRunMean = Field("zero", description="With p_init from_run:<id>, each block of P ~ N(μ, σ²) with σ the trained per-block std and μ = 0 (`zero`, Lam & Lee) or the trained mean (`trained`).")
-    p_scale: float = Field(1.0, gt=0, description="Standard deviation of P's entries before normalisation.")
+    p_scale: float = Field(1.0, gt=0, le=MAX_SCALE, allow_inf_nan=False, description="Standard deviation of P's entries before normalisation.")
     normalize_p: NormalizeP = Field("unit_columns", description="`unit_columns` (Li et al.), `none`, or `block_sum` (Lam & Lee; numerically fragile).")
     train_p: bool = Field(False, description="Train P as well (dense only): a diagnostic that records P before and after training.")
     theta_d_init: ThetaDInit = Field("zeros", description="θ_d at the start: zeros (Li et al.) or normal with std `theta_d_std`.")
-    theta_d_std: float = Field(0.05, gt=0, description="Standard deviation of θ_d when theta_d_init is normal (Lam & Lee: 0.05).")
+    theta_d_std: float = Field(0.05, gt=0, le=MAX_SCALE, allow_inf_nan=False, description="Standard deviation of θ_d when theta_d_init is normal (Lam & Lee: 0.05).")
     use_theta0: bool = Field(True, description="False gives θ_D = P·φ(θ_d) with no offset θ_0.")
 
     # Augmentation options.
     power_orders: list[int] = Field([2, 3], max_length=6, description="Powers added by the power augmentation.")
     power_coefs: list[float] = Field([0.1, 0.01], max_length=6, description="λ for each power in `power_orders`.")
     rff_features: int | None = Field(None, ge=1, le=10_000_000, description="m, the number of random Fourier features (default d//2).")
-    rff_scale: float = Field(1.0, gt=0, description="σ: B ~ N(0, σ²).")
-    rff_amplitude: float = Field(1.0, gt=0, description="a: the amplitude of the cos and sin features.")
+    rff_scale: float = Field(1.0, gt=0, le=MAX_SCALE, allow_inf_nan=False, description="σ: B ~ N(0, σ²).")
+    rff_amplitude: float = Field(1.0, gt=0, le=MAX_SCALE, allow_inf_nan=False, description="a: the amplitude of the cos and sin features.")
     rff_per_tensor: bool = Field(False, description="Draw one B per weight tensor (Lam & Lee) instead of one shared B.")
     rff_centered: bool = Field(False, description="Centred features a·(cos(Bθ) − 1), so that θ_D = θ_0 at θ_d = 0; off: Lam & Lee's a·cos(Bθ), which already moves θ_D by P·[0, a, 0] there.")
     train_rff_b: bool = Field(False, description="Train the RFF matrices B as well (a diagnostic, like train_p): records B before and after training.")
 
     # Training.
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seeds θ_0, P, B, θ_d and the data order.")
-    epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training set.")
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="Passes over the training set.")
     batch_size: int = Field(128, ge=1, le=65_536, description="Minibatch size.")
     optimizer: OptimizerName = Field("adam", description="`adam` (with `adam_betas`) or `sgd` (with `momentum`).")
-    lr: float = Field(1e-3, gt=0, le=100, description="Learning rate.")
+    lr: float = Field(1e-3, gt=0, le=100, allow_inf_nan=False, description="Learning rate.")
     adam_betas: tuple[float, float] = Field((0.9, 0.99), description="Adam's β₁, β₂.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    lr_decay: float = Field(1.0, gt=0, le=1, description="Learning rate multiplied by this after every epoch.")
-    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty weight_decay·‖θ_D‖² added to the loss.")
+    momentum: float = Field(0.9, ge=0, lt=1, allow_inf_nan=False, description="SGD momentum.")
+    lr_decay: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="Learning rate multiplied by this after every epoch.")
+    weight_decay: float = Field(1e-4, ge=0, le=MAX_WEIGHT_DECAY, allow_inf_nan=False, description="L2 penalty weight_decay·‖θ_D‖² added to the loss.")
     weight_decay_scope: WeightDecayScope = Field("all", description="Weights the L2 penalty covers: `all` of θ_D, or `kernels` only, no biases (Li et al.).")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many epochs without improvement of `early_stopping_metric`.")
+    early_stopping_patience: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="Stop after this many epochs without improvement of `early_stopping_metric`.")
     early_stopping_metric: EarlyStoppingMetric = Field("train_acc", description="Metric watched by early stopping.")
     input_scaling: InputScaling = Field("standardize", description="`standardize` (zero mean, unit std), `unit` (÷255) or `raw` (0–255, as Lam & Lee).")
-    train_size: int | None = Field(None, ge=1, description="Use only the first N training examples (all by default).")
-    test_size: int | None = Field(None, ge=1, description="Evaluate on only the first N test examples (all by default).")
+    train_size: int | None = Field(None, ge=1, le=MAX_SPLIT_SIZE, description="Use only the first N training examples (all by default).")
+    test_size: int | None = Field(None, ge=1, le=MAX_SPLIT_SIZE, description="Evaluate on only the first N test examples (all by default).")
     on_divergence: OnDivergence = Field("fail", description="On a NaN/inf loss: `fail`, or `reduce_lr` (restart with lr × 0.1).")
     max_lr_reductions: int = Field(3, ge=0, le=10, description="How many times `reduce_lr` may restart a run.")
     log_every: int = Field(10, ge=1, le=100_000, description="Steps between logged training points (divergence is checked at each).")
@@ -232,6 +268,18 @@ class RunConfig(BaseModel):
         copies = len(self.parameter_shapes()) if self.rff_per_tensor else 1
         return copies * self.m * self.d * BYTES_PER_FLOAT * (4 if self.train_rff_b else 1)
 
+    def training_bytes(self) -> int:
+        """Memory of training, besides P and B: θ_D with its gradient and Adam's moments (direct: 16 bytes per
+        weight; subspace: θ_0, θ_D and its gradient, 12 bytes per weight, plus θ_d's 16 bytes per entry) and the
+        activations of a batch, kept for the backward pass with their gradients."""
+        if self.method == "direct":
+            weights = BYTES_PER_TRAINED_WEIGHT * self.D
+        else:
+            weights = 3 * BYTES_PER_FLOAT * self.D + BYTES_PER_TRAINED_WEIGHT * self.k
+        activations = (ACTIVATION_COPIES * BYTES_PER_FLOAT * self.batch_size
+                       * activations_per_example(self.model, self.dataset, self.fc_widths))
+        return weights + activations
+
     def dense_p_bytes(self) -> int:
         """Memory of an explicit D×k P (×4 when trained: value, gradient, two Adam moments)."""
         return self.D * self.k * BYTES_PER_FLOAT * (4 if self.train_p else 1)
@@ -268,6 +316,16 @@ class RunConfig(BaseModel):
             reject("adam_betas", f"Adam's β₁ and β₂ lie in [0, 1), e.g. [0.9, 0.99]; got {list(self.adam_betas)}")
         if any(w < 1 or w > 100_000 for w in self.fc_widths):
             reject("fc_widths", "each hidden width must be between 1 and 100000")
+        if any(not math.isfinite(c) or abs(c) > MAX_POWER_COEF for c in self.power_coefs):
+            reject("power_coefs", f"each power coefficient λ must be a finite number between {-MAX_POWER_COEF:g} and "
+                                  f"{MAX_POWER_COEF:g} (e.g. [0.1, 0.01])")
+        spec = DATASETS[self.dataset]
+        if self.train_size is not None and self.train_size > spec.train_size:
+            reject("train_size", f"train_size {self.train_size:,} exceeds the {spec.train_size:,} training examples "
+                                 f"of {self.dataset}: lower it, or leave it unset to use them all")
+        if self.test_size is not None and self.test_size > spec.test_size:
+            reject("test_size", f"test_size {self.test_size:,} exceeds the {spec.test_size:,} test examples "
+                                f"of {self.dataset}: lower it, or leave it unset to use them all")
 
         subspace = self.method == "subspace"
         if self.D > MAX_WEIGHTS:
@@ -294,6 +352,14 @@ class RunConfig(BaseModel):
             elif self.k > self.D:
                 reject("p_init", f"p_init 'orthogonal' needs k ≤ D, but k = {self.k} > D = {self.D}: "
                                  "lower d or the number of features")
+        memory_mb = float(context.get("memory_budget_mb", memory_budget_mb()))
+        if self.D <= MAX_WEIGHTS and (need_mb := self.training_bytes() / 2**20) > memory_mb:
+            weights_part = (f"{self.D:,} weights × 16 bytes (θ, gradient, Adam's two moments)" if not subspace
+                            else f"θ_0, θ_D and its gradient for D = {self.D:,} weights")
+            field = "batch_size" if self._activations_dominate() else "fc_widths"
+            reject(field, f"training needs about {need_mb:,.0f} MiB ({weights_part}, plus the activations of a batch "
+                          f"of {self.batch_size:,}), over the memory budget of {memory_mb:,.0f} MiB ({MEMORY_BUDGET_ENV}): "
+                          "narrow fc_widths or lower batch_size")
         budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
         over = f"over the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV})"
         memory = {"dense": self.dense_p_bytes, "sparse": self.sparse_p_bytes}.get(self.projection)
@@ -317,6 +383,12 @@ class RunConfig(BaseModel):
                                   loc=(field,), input=getattr(self, field)) for field, message in errors],
             )
         return self
+
+    def _activations_dominate(self) -> bool:
+        """Whether a batch's activations take more of training's memory than the weights do."""
+        activations = (ACTIVATION_COPIES * BYTES_PER_FLOAT * self.batch_size
+                       * activations_per_example(self.model, self.dataset, self.fc_widths))
+        return 2 * activations > self.training_bytes()
 
     @property
     def warnings(self) -> list[str]:

@@ -117,7 +117,8 @@ class Execution:
 
     def config(self) -> RunConfig:
         try:
-            return RunConfig.model_validate(self.raw_config, context={"dense_budget_mb": self.settings.dense_p_budget_mb})
+            return RunConfig.model_validate(self.raw_config, context={"dense_budget_mb": self.settings.dense_p_budget_mb,
+                                                                     "memory_budget_mb": self.settings.memory_budget_mb})
         except ValidationError as error:
             problems = "; ".join(f"{p['field']}: {p['message']}" for p in validation_messages(error))
             raise RunSetupError(f"invalid run config: {problems}") from error

@@ -32,6 +32,7 @@ from backend.schemas.experiments import (
     RunBrief,
     SummaryOut,
 )
+from backend.validation import echo, error, from_run_problem, reject
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -54,6 +55,23 @@ def status_counts(session: Session, experiment_ids: list[int]) -> dict[int, dict
         for experiment_id, status, count in rows:
             counts[experiment_id][status] = count
     return counts
+
+
+def check_from_runs(session: Session, request: ExperimentCreate, plan) -> None:
+    """422 naming p_init (base.p_init or grid.p_init[i]) when a run it samples P from has no statistics."""
+    errors, seen = [], set()
+    grid_values = list(request.grid.get("p_init") or [])
+    for planned in plan.runs:
+        p_init = planned.config.p_init
+        if p_init in seen:
+            continue
+        seen.add(p_init)
+        if (problem := from_run_problem(session, planned.config)) is not None:
+            loc = ("body", "grid", "p_init", grid_values.index(p_init)) if p_init in grid_values \
+                else ("body", "base", "p_init")
+            errors.append(error(loc, problem, input_=echo(p_init)))
+    if errors:
+        raise reject(errors)
 
 
 def preview(plan) -> dict:
@@ -94,6 +112,7 @@ def create_experiment(request: ExperimentCreate, session: SessionDep, settings: 
     round 1 (every group at search.d_start × seeds) and the baselines; each next round is queued
     as the previous one finishes."""
     plan = plan_experiment(request, settings)
+    check_from_runs(session, request, plan)
     if dry_run:
         return JSONResponse(jsonable_encoder(preview(plan)))
     experiment = Experiment(name=request.name, kind=plan.kind, base_config=plan.base, grid=plan.grid,

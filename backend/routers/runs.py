@@ -22,7 +22,7 @@ from backend.run_filters import checked_config_fields, config_conditions
 from backend.run_sorts import sort_order
 from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
 from backend.schemas.runs import DistributionsOut, MetricsOut, RunOut, RunPage, RunRole, RunStatus, SeriesOut
-from backend.validation import check_run_config, config_errors, reject
+from backend.validation import check_run_config, config_errors, echo, error, from_run_problem, reject
 from worker.celery_app import enqueue_run
 
 log = logging.getLogger("idlab.api")
@@ -31,6 +31,10 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
 STATISTICS_ARTIFACT = "statistics"
+#: Largest |x_min|, |x_max| of a zoom: 2^53, past every step a run can log (and where float steps stay exact).
+MAX_STEP = float(2**53)
+#: Most points LTTB may keep per series: its loop costs one pass per kept point.
+MAX_LTTB_POINTS = 5000
 
 
 def get_run(session: Session, run_id: int) -> Run:
@@ -59,6 +63,8 @@ def create_run(config: Annotated[RunConfigJSON, Body()], session: SessionDep, se
         valid = check_run_config(config, settings)
     except ValidationError as exc:
         raise reject(config_errors(exc, lambda name: ("body", name) if name else ("body",))) from None
+    if (problem := from_run_problem(session, valid)) is not None:
+        raise reject([error(("body", "p_init"), problem, input_=echo(valid.p_init))])
     run = lifecycle.new_run(valid)
     session.add(run)
     session.commit()
@@ -138,14 +144,21 @@ def run_metrics(
     run_id: RunId,
     session: SessionDep,
     keys: Annotated[list[str] | None, Query(max_length=20, description="Metric keys (repeat, or comma-separated); all by default.")] = None,
-    max_points: Annotated[int, Query(ge=10, le=100_000, description="At most this many points per series.")] = 1000,
-    x_min: Annotated[float | None, Query(allow_inf_nan=False, description="Only steps ≥ x_min (zoom).")] = None,
-    x_max: Annotated[float | None, Query(allow_inf_nan=False, description="Only steps ≤ x_max (zoom).")] = None,
+    max_points: Annotated[int, Query(ge=10, le=100_000, description=(
+        f"At most this many points per series (with method lttb at most {MAX_LTTB_POINTS}).")) ] = 1000,
+    x_min: Annotated[float | None, Query(allow_inf_nan=False, ge=-MAX_STEP, le=MAX_STEP,
+                                         description="Only steps ≥ x_min (zoom).")] = None,
+    x_max: Annotated[float | None, Query(allow_inf_nan=False, ge=-MAX_STEP, le=MAX_STEP,
+                                         description="Only steps ≤ x_max (zoom).")] = None,
     method: Annotated[Literal["minmax", "lttb"], Query(description="`minmax`: first/min/max/last per bucket (keeps spikes); `lttb`: largest triangle three buckets.")] = "minmax",
 ) -> MetricsOut:
     """Each series in step order, downsampled server-side to at most `max_points`. A zoomed
     range (x_min, x_max) is re-sampled from the full-resolution points inside it."""
     get_run(session, run_id)
+    if method == "lttb" and max_points > MAX_LTTB_POINTS:
+        raise reject([{"type": "less_than_equal", "loc": ["query", "max_points"], "input": max_points,
+                       "msg": f"method lttb keeps at most {MAX_LTTB_POINTS} points per series (its cost grows with "
+                              "them): lower max_points, or use method minmax"}])
     if x_min is not None and x_max is not None and x_min > x_max:
         raise reject([{"type": "value_error", "loc": ["query", "x_min"], "msg": "x_min must not exceed x_max", "input": x_min}])
     wanted = _keys(keys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from backend.models import SUCCEEDED
+from backend.models import SUCCEEDED, RunArtifact
 from idlab import presets
 from tests.lab.test_api_experiments import stored_counts
 from tests.lab.test_api_runs import finish
@@ -22,7 +22,19 @@ def trained_p_run(client, sessions, status: str | None = SUCCEEDED, **overrides)
     run_id = response.json()["id"]
     if status is not None:
         finish(sessions, run_id, status)
+    if status == SUCCEEDED:
+        store_statistics(sessions, run_id)
     return run_id
+
+
+def store_statistics(sessions, run_id: int) -> None:
+    """What the worker records of a run's P (its "statistics" artefact), which p_init from_run:<id> samples from."""
+    block = {"mean": 0.0, "std": 0.05, "counts": [1], "edges": [-1.0, 1.0]}
+    with sessions() as session:
+        session.add(RunArtifact(run_id=run_id, name="statistics",
+                                data={"P": {name: {"initial": block, "trained": block}
+                                            for name in ("linear", "power_2", "power_3")}}))
+        session.commit()
 
 
 def test_the_presets_are_those_of_idlab(client):
