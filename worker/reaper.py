@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import exists, or_, select
+from sqlalchemy import ColumnElement, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from backend import lifecycle, search_rounds
 from backend.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker, utcnow
 from backend.settings import Settings
-from worker.celery_app import enqueue_run, queue_for
+from worker.celery_app import enqueue_run
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +109,25 @@ def idle_queues(session: Session, since: datetime) -> set[str]:
     return {queue for (queues,) in rows for queue in queues or ()}
 
 
+def in_queues(queues: set[str]) -> ColumnElement[bool]:
+    """The SQL twin of `queue_for`: runs whose queue is one of `queues` ("cpu": device cpu; "gpu": any other)."""
+    device = Run.config["device"].as_string()
+    conditions = ([device == "cpu"] if "cpu" in queues else []) + (
+        [or_(device.is_(None), device != "cpu")] if "gpu" in queues else [])
+    return or_(*conditions) if conditions else false()
+
+
 def resend_lost(session: Session, celery: Celery, stale_before: datetime, summary: ReapSummary) -> None:
     queues = idle_queues(session, stale_before)
     if not queues:
         return
-    waiting = session.execute(select(Run.id, Run.config).where(Run.status == QUEUED, Run.queued_at < stale_before)
-                              .order_by(Run.id).limit(RESEND_BATCH)).all()
+    # Filtered by queue in SQL before the batch is cut: a queue nobody idles on (its runs waiting for a
+    # busy worker) must not fill the batch and starve the queues whose workers sit idle.
+    waiting = session.execute(select(Run.id, Run.config).where(
+        Run.status == QUEUED, Run.queued_at < stale_before, in_queues(queues)).order_by(Run.id).limit(RESEND_BATCH)).all()
     session.commit()
     for run in waiting:
-        if queue_for(run.config) in queues and lifecycle.mark_resent(session, run.id, stale_before):
+        if lifecycle.mark_resent(session, run.id, stale_before):
             summary.resent.append(run.id)
             log.warning("run %s: queued since before %s while a worker of its queue sat idle: its message "
                         "was lost, sent again", run.id, f"{stale_before:%H:%M:%S} UTC")

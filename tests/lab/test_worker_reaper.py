@@ -142,3 +142,31 @@ def test_importing_the_backend_creates_nothing_on_disk(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_stuck_queue_does_not_starve_the_lost_runs_of_an_idle_one(sessions, settings):
+    """More lost-looking runs than one batch wait for the busy gpu queue; the idle cpu worker's lost run is still sent."""
+    from worker.reaper import RESEND_BATCH
+
+    for _ in range(RESEND_BATCH + 5):
+        add_run(sessions, age=STALE, device="auto")        # the gpu queue: no idle worker consumes it
+    lost = add_run(sessions, age=STALE, device="cpu")
+    add_worker(sessions, "cpu-only@host", queues=("cpu",))
+
+    summary, celery = reap_once(sessions, settings)
+
+    assert summary.resent == [lost.id] and celery.run_ids == [lost.id]
+
+
+def test_the_sql_queue_filter_agrees_with_queue_for(sessions, settings):
+    from sqlalchemy import select
+
+    from backend.models import Run
+    from worker.celery_app import queue_for
+    from worker.reaper import in_queues
+
+    runs = {device: add_run(sessions, device=device).id for device in ("cpu", "auto", "cuda", "cuda:1")}
+    with sessions() as session:
+        for queues in ({"cpu"}, {"gpu"}, {"cpu", "gpu"}, set(), {"other"}):
+            found = set(session.scalars(select(Run.id).where(Run.id.in_(runs.values()), in_queues(queues))))
+            assert found == {run_id for device, run_id in runs.items() if queue_for({"device": device}) in queues}
