@@ -160,6 +160,11 @@ class MetricEnvelope(Base):
     max_epoch: Mapped[int] = mapped_column(Integer)
 
 
+#: The artifact holding a run's histograms and per-block statistics of P, θ_d (and B): what
+#: p_init from_run:<id> samples from and GET /api/runs/{id}/distributions serves.
+STATISTICS_ARTIFACT = "statistics"
+
+
 class RunArtifact(Base):
     """What a run keeps besides its curves: histograms and statistics of P and θ_d."""
 

@@ -89,7 +89,7 @@ def from_run_problem(session, config: RunConfig) -> str | None:
         return None
     from sqlalchemy import select
 
-    from backend.models import Run, RunArtifact
+    from backend.models import STATISTICS_ARTIFACT, Run, RunArtifact
 
     what = ("use the id of a subspace run that has succeeded (its P statistics are recorded once its "
             "projection is built), or another p_init such as 'normal'")
@@ -99,7 +99,7 @@ def from_run_problem(session, config: RunConfig) -> str | None:
     if run is None:
         return f"p_init {config.p_init!r}: run {reference} does not exist: {what}"
     data = session.scalar(select(RunArtifact.data).where(RunArtifact.run_id == run.id,
-                                                         RunArtifact.name == "statistics"))
+                                                         RunArtifact.name == STATISTICS_ARTIFACT))
     if not isinstance(data, dict) or not data.get("P"):
         return (f"p_init {config.p_init!r}: run {reference} ({run.status}) has no stored statistics of its P to "
                 f"sample from: wait until it has succeeded, or {what}")

@@ -276,9 +276,12 @@ class RunConfig(BaseModel):
             weights = BYTES_PER_TRAINED_WEIGHT * self.D
         else:
             weights = 3 * BYTES_PER_FLOAT * self.D + BYTES_PER_TRAINED_WEIGHT * self.k
-        activations = (ACTIVATION_COPIES * BYTES_PER_FLOAT * self.batch_size
-                       * activations_per_example(self.model, self.dataset, self.fc_widths))
-        return weights + activations
+        return weights + self.activation_bytes()
+
+    def activation_bytes(self) -> int:
+        """The activations of one batch, each kept for the backward pass and given a gradient there."""
+        return (ACTIVATION_COPIES * BYTES_PER_FLOAT * self.batch_size
+                * activations_per_example(self.model, self.dataset, self.fc_widths))
 
     def dense_p_bytes(self) -> int:
         """Memory of an explicit D×k P (×4 when trained: value, gradient, two Adam moments)."""
@@ -386,9 +389,7 @@ class RunConfig(BaseModel):
 
     def _activations_dominate(self) -> bool:
         """Whether a batch's activations take more of training's memory than the weights do."""
-        activations = (ACTIVATION_COPIES * BYTES_PER_FLOAT * self.batch_size
-                       * activations_per_example(self.model, self.dataset, self.fc_widths))
-        return 2 * activations > self.training_bytes()
+        return 2 * self.activation_bytes() > self.training_bytes()
 
     @property
     def warnings(self) -> list[str]:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend import lifecycle, search_rounds
 from backend.db import make_engine
-from backend.models import CANCELLED, FAILED, Run, RunArtifact
+from backend.models import CANCELLED, FAILED, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.settings import Settings
 from idlab import metrics as M
 from idlab.config import RunConfig, validation_messages
@@ -32,7 +32,6 @@ from worker.recorder import LOST, SHUTDOWN, RunRecorder
 
 log = logging.getLogger(__name__)
 
-STATISTICS = "statistics"
 TRACEBACK_FRAMES = 4
 ERROR_CHARS = 4000
 
@@ -146,7 +145,7 @@ class Execution:
         with self.sessions() as session:
             lifecycle.heartbeat(session, self.run_id, self.token, self.recorder.progress())  # the final progress
             if statistics:
-                store_artifact(session, self.run_id, STATISTICS, finite(statistics))
+                store_artifact(session, self.run_id, STATISTICS_ARTIFACT, finite(statistics))
             done = lifecycle.finish(session, self.run_id, self.token, status,
                                     metrics=finite(metrics) if metrics is not None else None,
                                     error=error[:ERROR_CHARS] if error else None)
@@ -196,7 +195,7 @@ def from_run_statistics(session: Session, config: RunConfig) -> dict | None:
     data = None
     if reference.isdigit():
         data = session.scalar(select(RunArtifact.data).where(RunArtifact.run_id == int(reference),
-                                                             RunArtifact.name == STATISTICS))
+                                                             RunArtifact.name == STATISTICS_ARTIFACT))
     if not data or not data.get("P"):
         raise RunSetupError(
             f"p_init {config.p_init!r}: run {reference} has no stored statistics of its P to sample from "

@@ -17,7 +17,7 @@ from backend.analysis.downsample import downsample
 from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
 from backend.events import event_stream, run_events
-from backend.models import Run, RunArtifact
+from backend.models import STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.run_filters import checked_config_fields, config_conditions
 from backend.run_sorts import sort_order
 from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
@@ -30,7 +30,6 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
-STATISTICS_ARTIFACT = "statistics"
 #: Largest |x_min|, |x_max| of a zoom: 2^53, past every step a run can log (and where float steps stay exact).
 MAX_STEP = float(2**53)
 #: Most points LTTB may keep per series: its loop costs one pass per kept point.
