@@ -114,6 +114,8 @@ class Run(Base):
     final_metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+    # The batch its latest execution trained in (runs trained together share it; None when trained alone).
+    batch_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
     experiment: Mapped[Experiment | None] = relationship(back_populates="runs")
 
@@ -188,5 +190,6 @@ class Worker(Base):
     device: Mapped[str] = mapped_column(String(60))
     queues: Mapped[list] = mapped_column(JSON, default=list)
     current_run_id: Mapped[int | None] = mapped_column(Integer)
+    current_batch: Mapped[list | None] = mapped_column(JSON, nullable=True)   # the run ids it trains together
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
