@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_experiment_runs: int = Field(1000, ge=1, description="Most runs one experiment request may queue (grid × seeds + baselines).")
     sse_poll_seconds: float = Field(0.3, gt=0, le=10, description="How often an open event stream looks for new points and status changes.")
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive comment interval of event streams (proxies drop silent connections).")
+    sse_max_streams: int = Field(100, ge=1, description="Most event streams the API serves at once; one more is refused with 503.")
+    sse_max_streams_per_client: int = Field(10, ge=1, description=(
+        "Most event streams one client address may hold open; one more is refused with 429 (a browser tab "
+        "holds one or two)."))
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod

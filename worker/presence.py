@@ -3,7 +3,8 @@
 The reaper reads it to tell a lost message from a busy lab: a run queued for long
 while a live worker of its queue sits idle was never delivered. Every write is a
 plain UPDATE of one row (an INSERT only the first time a name is seen), so the
-worker's main process and its pool processes never conflict.
+worker's main process and its pool processes never conflict. Times are the
+database's clock (`db_now`), the one reapers judge by, never the worker's own.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.models import Worker, utcnow
+from backend.lifecycle import db_now
+from backend.models import Worker
 
 
 def register(session: Session, name: str, device: str, queues: list[str]) -> None:
     """The worker `name` (re)starts: idle, seen now, on `device`, consuming `queues`."""
-    now = utcnow()
+    now = db_now()
     values = {"hostname": socket.gethostname(), "device": device, "queues": list(queues),
               "current_run_id": None, "started_at": now, "last_seen": now}
     if not session.execute(update(Worker).where(Worker.name == name).values(**values)).rowcount:
@@ -35,13 +37,13 @@ def register(session: Session, name: str, device: str, queues: list[str]) -> Non
 
 def seen(session: Session, name: str) -> None:
     """The worker is alive."""
-    session.execute(update(Worker).where(Worker.name == name).values(last_seen=utcnow()))
+    session.execute(update(Worker).where(Worker.name == name).values(last_seen=db_now()))
     session.commit()
 
 
 def busy(session: Session, name: str, run_id: int, device: str | None = None) -> None:
     """The worker is alive and executing `run_id` (on `device`, once the run knows it)."""
-    values: dict = {"current_run_id": run_id, "last_seen": utcnow()}
+    values: dict = {"current_run_id": run_id, "last_seen": db_now()}
     if device is not None:
         values["device"] = device
     session.execute(update(Worker).where(Worker.name == name).values(**values))
@@ -51,7 +53,7 @@ def busy(session: Session, name: str, run_id: int, device: str | None = None) ->
 def idle(session: Session, name: str, run_id: int) -> None:
     """The worker finished `run_id` (a no-op if it has moved on to another run meanwhile)."""
     session.execute(update(Worker).where(Worker.name == name, Worker.current_run_id == run_id)
-                    .values(current_run_id=None, last_seen=utcnow()))
+                    .values(current_run_id=None, last_seen=db_now()))
     session.commit()
 
 

@@ -21,6 +21,11 @@ Two repairs, both decided by the database, never by the broker:
 Several reapers may run at once (`idlab serve` and every `idlab worker`): each
 change is a conditional UPDATE that only one of them wins, and only the winner
 sends the message. A message sent twice is harmless: a run is claimed once.
+
+Every age is judged by the database's clock: heartbeats, last_seen and the times
+of claims are stamped with it (`backend.lifecycle.db_now`), and each pass reads it
+once (`database_now`). A reaper or a worker whose own clock is minutes off takes
+over nothing healthy, and loses nothing of its own.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from sqlalchemy import ColumnElement, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from backend import lifecycle, search_rounds
-from backend.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker, utcnow
+from backend.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker
 from backend.settings import Settings
 from worker.celery_app import enqueue_run
 
@@ -57,8 +62,10 @@ class ReapSummary:
 
 
 def reap(session: Session, settings: Settings, celery: Celery, now: datetime | None = None) -> ReapSummary:
-    """One pass of the three repairs; returns the ids it changed."""
-    now = now or utcnow()
+    """One pass of the three repairs; returns the ids it changed. `now` is the database's clock
+    unless given (on that clock: a test's moment)."""
+    now = now or lifecycle.database_now(session)
+    session.commit()  # end the read transaction (SQLite would otherwise pin a snapshot)
     stale_before = now - timedelta(seconds=settings.stale_after_seconds)
     summary = ReapSummary()
     reap_vanished(session, settings, celery, stale_before, summary)
@@ -100,7 +107,8 @@ def reap_vanished(session: Session, settings: Settings, celery: Celery, stale_be
 def idle_queues(session: Session, since: datetime) -> set[str]:
     """Queues consumed by a worker that is alive, was up all along, and neither started nor finished a run since `since`.
 
-    Idle for that long, it would have taken any message of its queues that existed.
+    Idle for that long, it would have taken any message of its queues that existed. `since` is on the
+    database's clock, like every time compared with it (last_seen, the workers' and runs' starts, finishes).
     """
     active = exists().where(Run.worker == Worker.name, or_(Run.started_at >= since, Run.finished_at >= since))
     rows = session.execute(select(Worker.queues).where(Worker.last_seen >= since, Worker.started_at < since,

@@ -6,7 +6,9 @@ points and writes them in batches (when `FLUSH_SECONDS` have passed since the la
 write, or `BATCH_POINTS` are waiting): a point reaches the database, and so an open
 browser, within about a second, without a transaction per step. Writes are upserts
 keyed by (run, key, step), so an execution that starts the run over rewrites the
-same rows instead of adding new ones.
+same rows instead of adding new ones. Each write is fenced by the execution's
+claim (`backend.lifecycle.write_claimed_points`): once the run is no longer this
+execution's, its points are dropped, not stored, and the run is stopped (LOST).
 
 It asks the database at most every `CHECK_SECONDS` whether to stop: a cancel was
 requested, or the run is no longer this execution's (the reaper requeued it while
@@ -35,11 +37,13 @@ CHECK_SECONDS = 0.5
 CANCEL, LOST, SHUTDOWN = "cancel", "lost", "shutdown"
 
 
-def write_points(session: Session, run_id: int, points: list[tuple[str, int, int, float]]) -> None:
-    """The API's bulk upsert (ON CONFLICT (run_id, key, step)); imported late: it lives in the backend."""
-    from backend.points import write_points as upsert
+def write_points(session: Session, run_id: int, token: str, points: list[tuple[str, int, int, float]]) -> bool:
+    """The backend's bulk upsert (ON CONFLICT (run_id, key, step)), committed only while the claim
+    `token` holds the run; False when it no longer does (nothing stored). Imported late: it lives in
+    the backend."""
+    from backend.lifecycle import write_claimed_points
 
-    upsert(session, run_id, points)
+    return write_claimed_points(session, run_id, token, points)
 
 
 class RunRecorder:
@@ -52,6 +56,7 @@ class RunRecorder:
         self.flushed_at = self.checked_at = clock()
         self.stop_reason: str | None = None
         self.written = 0
+        self.dropped = 0     # points not stored: the run was no longer this execution's
         self._latest: dict = {}
         self._lock = threading.Lock()
 
@@ -73,15 +78,20 @@ class RunRecorder:
         return self.stop_reason is not None
 
     def flush(self) -> None:
-        """Write the buffered points (one transaction)."""
+        """Write the buffered points (one transaction), if the run is still this execution's."""
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        with self.sessions() as session:
-            write_points(session, self.run_id, batch)
-            session.commit()
-        self.written += len(batch)
         self.flushed_at = self.clock()
+        if self.stop_reason != LOST:
+            with self.sessions() as session:
+                if write_points(session, self.run_id, self.token, batch):
+                    self.written += len(batch)
+                    return
+            log.warning("run %s is no longer this execution's (reaped or requeued): its points are dropped "
+                        "and it stops", self.run_id)
+            self.stop_reason = LOST
+        self.dropped += len(batch)
 
     def lost(self) -> None:
         """The heartbeat found the run no longer ours: stop at the next callback."""

@@ -18,7 +18,7 @@ from backend import lifecycle, search_rounds
 from backend.analysis import export
 from backend.analysis.summary import summarize
 from backend.auth import WRITE
-from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
+from backend.deps import CeleryDep, SessionDep, SettingsDep
 from backend.events import event_stream, experiment_events
 from backend.grid import BASELINE, plan_experiment, search_rounds_at_most
 from backend.models import Experiment, Run, SearchGroup
@@ -189,11 +189,9 @@ def export_experiment(experiment_id: ExperimentId, session: SessionDep,
 @router.get("/{experiment_id}/events", summary="Live status of the experiment's runs (Server-Sent Events)",
             response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream."}})
-async def experiment_event_stream(request: Request, experiment_id: ExperimentId, sessions: SessionmakerDep,
+async def experiment_event_stream(request: Request, experiment_id: ExperimentId,
                                   settings: SettingsDep) -> EventSourceResponse:
     """`event: status` with the runs whose status or progress changed (every run in the first one),
     `event: end` once every run has finished."""
-    with sessions() as session:
-        get_experiment(session, experiment_id)
-    return event_stream(request, lambda shutdown: experiment_events(
-        sessions, experiment_id, settings.sse_poll_seconds, shutdown), settings.sse_ping_seconds)
+    return await event_stream(request, lambda db, shutdown: experiment_events(
+        db, experiment_id, settings.sse_poll_seconds, shutdown), check=lambda session: get_experiment(session, experiment_id))

@@ -10,6 +10,7 @@ from kombu import Connection
 from sqlalchemy import select, text
 
 from backend.deps import CeleryDep, SessionDep, SettingsDep
+from backend.lifecycle import database_now
 from backend.models import Worker, utcnow
 from backend.schemas.health import Check, HealthOut, WorkerOut
 from backend.settings import Settings
@@ -38,7 +39,8 @@ def _database(session, settings: Settings) -> tuple[Check, list[WorkerOut]]:
         rows = session.scalars(select(Worker).order_by(Worker.name)).all()
     except Exception as exc:  # noqa: BLE001 - reported, not raised: health must answer
         return Check(ok=False, detail=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"), []
-    cutoff = utcnow() - timedelta(seconds=settings.stale_after_seconds)
+    # last_seen is on the database's clock (worker.presence): judged by it, not by this machine's.
+    cutoff = database_now(session) - timedelta(seconds=settings.stale_after_seconds)
     workers = [WorkerOut(name=w.name, hostname=w.hostname, device=w.device, queues=list(w.queues or []),
                          current_run_id=w.current_run_id, started_at=w.started_at, last_seen=w.last_seen,
                          alive=w.last_seen >= cutoff) for w in rows]

@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from backend import lifecycle, points
 from backend.analysis.downsample import downsample
 from backend.auth import WRITE
-from backend.deps import CeleryDep, SessionDep, SessionmakerDep, SettingsDep
+from backend.deps import CeleryDep, SessionDep, SettingsDep
 from backend.events import event_stream, run_events
 from backend.models import STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.run_filters import checked_config_fields, config_conditions
@@ -180,7 +180,6 @@ def run_metrics(
 async def run_event_stream(
     request: Request,
     run_id: RunId,
-    sessions: SessionmakerDep,
     settings: SettingsDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
     last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Resume after this point id (as the Last-Event-ID header does).")] = None,
@@ -191,10 +190,9 @@ async def run_event_stream(
     # A reconnecting browser sends the header with the latest id it received, while the URL still
     # carries the id it first connected with: both mean "has everything up to here", so the larger wins.
     after = max(last_event_id or 0, _event_id(last_event_id_header))
-    with sessions() as session:   # a short check; the stream itself opens one session per poll
-        get_run(session, run_id)
-    return event_stream(request, lambda shutdown: run_events(
-        sessions, run_id, after, settings.sse_poll_seconds, shutdown), settings.sse_ping_seconds)
+    # The stream's slot first (429/503 past the caps), then the run's existence, in a thread.
+    return await event_stream(request, lambda db, shutdown: run_events(
+        db, run_id, after, settings.sse_poll_seconds, shutdown), check=lambda session: get_run(session, run_id))
 
 
 @router.get("/{run_id}/distributions", response_model=DistributionsOut, summary="Histograms of P and θ_d",

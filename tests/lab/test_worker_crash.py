@@ -5,7 +5,8 @@ its points is stored exactly once.
              "running" until the reaper of another worker sees its heartbeat stop, requeues it
              and sends it again; that worker completes it
     stopped  SIGTERM (docker stop, `idlab serve` stopping): the run is handed back to the queue
-             at once, and its message sent again once the worker has stopped consuming
+             at once, without using up an attempt, and its message sent again once the worker
+             has stopped consuming
 
 Worker start-up (torch imports) is the slow part here, so each next worker starts while the
 previous one still trains.
@@ -65,7 +66,9 @@ def test_runs_survive_a_killed_worker_and_a_stopped_one(lab):
     run = lab.run(second)  # queued again — or already taken by the successor, which was waiting
     assert run.worker != rescuer.name and (run.status != QUEUED or run.error.startswith(
         f"worker {rescuer.name} shut down at")), lab.describe(second)
+    assert run.attempt == (0 if run.status == QUEUED else 1), lab.describe(second)   # the attempt given back
     assert f"run {second} handed back to the queue" in rescuer.output()
     run = lab.wait_finished(second, timeout=90)
-    assert run.status == SUCCEEDED and run.attempt == 2 and run.worker == successor.name, lab.describe(second)
+    assert run.status == SUCCEEDED and run.attempt == 1 and run.worker == successor.name, lab.describe(second)
+    assert lab.executions(second) == 2                 # executed twice, charged once
     assert_points_exactly_once(lab, second)
