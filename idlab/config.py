@@ -278,6 +278,13 @@ class RunConfig(BaseModel):
             weights = 3 * BYTES_PER_FLOAT * self.D + BYTES_PER_TRAINED_WEIGHT * self.k
         return weights + self.activation_bytes()
 
+    def memory_bytes(self) -> int:
+        """All the memory a run trains with: training's (`training_bytes`), P's and the RFF matrices'."""
+        projection = {"dense": self.dense_p_bytes, "sparse": self.sparse_p_bytes}.get(self.projection)
+        subspace = self.method == "subspace"
+        return self.training_bytes() + (projection() if subspace and projection else 0) + (
+            self.rff_B_bytes() if subspace else 0)
+
     def activation_bytes(self) -> int:
         """The activations of one batch, each kept for the backward pass and given a gradient there."""
         return (ACTIVATION_COPIES * BYTES_PER_FLOAT * self.batch_size

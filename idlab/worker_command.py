@@ -2,6 +2,7 @@
 
     idlab worker                                 queues by hardware, one run at a time
     idlab worker --queues cpu --concurrency 2    two CPU runs at a time
+    idlab worker --batch-runs 64                 up to 64 compatible subspace runs trained as one batch
     IDLAB_DATABASE_URL=postgresql+psycopg2://… IDLAB_BROKER_URL=redis://…:6379/0 idlab worker --name gpu0@%h
 
 It binds no port. It applies the database migrations first (safe when several
@@ -25,6 +26,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queues", help="comma-separated queues to consume: gpu, cpu (default: gpu,cpu with CUDA, "
                                          "cpu,gpu without — a CPU-only worker also runs device-auto runs)")
     parser.add_argument("--concurrency", type=int, default=1, help="runs executed at once, each in its own process")
+    parser.add_argument("--batch-runs", type=int, metavar="K",
+                        help="subspace runs trained together as one batch when they share data, model and batch "
+                             "size (default: $IDLAB_BATCH_RUNS, else 32 on a GPU, 4 on a CPU; 1: each run alone)")
     parser.add_argument("--name", default=DEFAULT_NAME, help="the worker's node name; %%h is the host name")
     parser.add_argument("--data-dir", help="the lab's folder: datasets and the embedded database and queue "
                                            "(default: $IDLAB_DATA_DIR or ./idlab-data)")
@@ -34,7 +38,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 def command_worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise SystemExit("--concurrency must be at least 1")
-    configure_environment(args.data_dir, args.concurrency)
+    if args.batch_runs is not None and not 1 <= args.batch_runs <= 256:
+        raise SystemExit("--batch-runs must be between 1 and 256")
+    configure_environment(args.data_dir, args.concurrency, args.batch_runs)
     logging.basicConfig(level=args.loglevel.upper(), format=LOG_FORMAT)
 
     from backend.migrate import upgrade
@@ -59,10 +65,12 @@ def command_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_environment(data_dir: str | None, concurrency: int) -> None:
+def configure_environment(data_dir: str | None, concurrency: int, batch_runs: int | None = None) -> None:
     """Settings reach this process and its pool processes through the environment."""
     if data_dir:
         os.environ["IDLAB_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    if batch_runs is not None:
+        os.environ["IDLAB_BATCH_RUNS"] = str(batch_runs)
     # Ask NVML, not CUDA, whether there is a GPU: a forking parent must not initialise CUDA.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     if concurrency > 1 and not os.environ.get("IDLAB_TORCH_THREADS"):

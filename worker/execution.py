@@ -1,11 +1,13 @@
-"""One execution of one run: claim it, train it with the engine, record how it ended.
+"""One execution: claim a run (and its batchmates), train them with the engine, record how each ended.
 
-This is where the engine meets the database. The engine (`worker.subspace`) gets a
-config, the data and a callback (`RunRecorder`), and returns a RunResult; this
-module turns that into rows: the points, the "statistics" artefact, the final
-status through `backend.lifecycle`. Every change to the run is conditional on the
-claim token, so an execution that lost its run (reaped while unreachable) changes
-nothing.
+This is where the engine meets the database. The engine (`worker.subspace`) gets
+configs, the data and a callback per run (`RunRecorder`), and returns a RunResult per
+run; this module turns that into rows: the points, the "statistics" artefact, the final
+status through `backend.lifecycle`. A run trains alone (`training.train`) or, with the
+compatible queued runs claimed beside it (`worker.batching`), in one batch
+(`batched.train_batch`); either way each run keeps its own claim, heartbeat, points and
+outcome, recorded when that run ends. Every change to a run is conditional on its claim
+token, so an execution that lost a run (reaped while unreachable) changes nothing of it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from collections import Counter
 from datetime import datetime, timezone
 
 from pydantic import ValidationError
@@ -26,6 +29,7 @@ from backend.settings import Settings
 from idlab import metrics as M
 from idlab.config import RunConfig, validation_messages
 from worker import presence
+from worker.batching import Claimed, budget_context, claim_batchmates, mark_batch
 from worker.devices import configure_torch_threads, device_label
 from worker.heartbeat import Heartbeat
 from worker.recorder import LOST, SHUTDOWN, RunRecorder
@@ -41,10 +45,10 @@ class RunSetupError(RuntimeError):
 
 
 def execute(run_id: int, worker_name: str, settings: Settings, shutdown: threading.Event) -> str:
-    """Claim run `run_id` for `worker_name` and execute it; returns how it ended, for the log.
+    """Claim run `run_id` for `worker_name`, with its batchmates, and execute them; returns how it ended, for the log.
 
-    A run that is not queued (a duplicate delivery, a run cancelled while queued, a
-    run already executed) is left alone: "dropped".
+    A run that is not queued (a duplicate delivery, a run cancelled while queued, a run
+    already executed, a run claimed as another's batchmate) is left alone: "dropped".
     """
     engine = make_engine(settings.database)
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
@@ -54,94 +58,193 @@ def execute(run_id: int, worker_name: str, settings: Settings, shutdown: threadi
             token = lifecycle.claim(session, run_id, worker_name)
             if token is None:
                 status = session.scalar(select(Run.status).where(Run.id == run_id))
-                log.info("run %s is %s, not queued: message dropped (a duplicate delivery or a cancelled run)",
-                         run_id, status or "missing")
+                log.info("run %s is %s, not queued: message dropped (a duplicate delivery, a cancelled run or a "
+                         "run trained in another's batch)", run_id, status or "missing")
                 return "dropped"
-            raw_config = dict(run.config)
+            lead = Claimed(run_id, token, dict(run.config))
+            members = [lead] + batchmates(session, lead, worker_name, settings)
+            mark_batch(session, members)
         log.info("run %s claimed by %s (token %s)", run_id, worker_name, token[:8])
-        return Execution(sessions, settings, run_id, token, worker_name, raw_config, shutdown).run()
+        for mate in members[1:]:
+            log.info("run %s claimed by %s (token %s) to train in one batch with run %s", mate.run_id,
+                     worker_name, mate.token[:8], run_id)
+        return Execution(sessions, settings, members, worker_name, shutdown).run()
     finally:
         engine.dispose()
 
 
+def batchmates(session: Session, lead: Claimed, worker_name: str, settings: Settings) -> list[Claimed]:
+    """The queued runs claimed to train with `lead`; none when its config is invalid (it fails alone)."""
+    try:
+        config = RunConfig.model_validate(lead.raw_config, context=budget_context(settings))
+    except ValidationError:
+        return []
+    return claim_batchmates(session, lead, config, worker_name, settings)
+
+
 class Execution:
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings, run_id: int, token: str,
-                 worker_name: str, raw_config: dict, shutdown: threading.Event):
-        self.sessions, self.settings, self.run_id, self.token = sessions, settings, run_id, token
-        self.worker_name, self.raw_config = worker_name, raw_config
-        self.recorder = RunRecorder(sessions, run_id, token, shutdown)
-        self.heartbeat = Heartbeat(sessions, run_id, token, worker_name, settings.heartbeat_seconds,
-                                   self.recorder.progress, self.recorder.lost)
+    """The runs one task trains: one, or a batch. One heartbeat beats them all; each ends on its own."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, members: list[Claimed],
+                 worker_name: str, shutdown: threading.Event):
+        self.sessions, self.settings, self.worker_name = sessions, settings, worker_name
+        self.batch = [member.run_id for member in members] if len(members) > 1 else None
+        self.heartbeat = Heartbeat(sessions, worker_name, settings.heartbeat_seconds, batch=self.batch)
+        self.runs = [RunExecution(sessions, settings, member, worker_name, shutdown, self.heartbeat)
+                     for member in members]
+        for run in self.runs:
+            self.heartbeat.add(run.run_id, run.token, run.recorder.progress, run.recorder.lost)
+        self.lead_id = members[0].run_id
 
     def run(self) -> str:
         with self.sessions() as session:
-            presence.busy(session, self.worker_name, self.run_id)
+            presence.busy(session, self.worker_name, self.lead_id, batch=self.batch)
         self.heartbeat.start()
         try:
-            try:
-                result = self.train()
-            except RunSetupError as problem:
-                return self.conclude(FAILED, error=str(problem))
-            except Exception as problem:  # the run fails with the reason; the worker lives on
-                log.exception("run %s failed", self.run_id)
-                return self.conclude(FAILED, error=failure_text(problem))
-            return self.conclude(result.status, metrics=result.metrics, error=result.error,
-                                 statistics=result.statistics)
+            self.train()
         finally:
             self.heartbeat.stop()
             try:
                 with self.sessions() as session:
-                    presence.idle(session, self.worker_name, self.run_id)
+                    presence.idle(session, self.worker_name, self.lead_id)
             except Exception:
                 log.exception("could not mark worker %s idle", self.worker_name)
+        outcomes = [run.outcome or "lost" for run in self.runs]
+        if len(outcomes) == 1:
+            return outcomes[0]
+        counts = Counter(outcomes)
+        return f"batch of {len(outcomes)}: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
 
-    def train(self):
+    def train(self) -> None:
         from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError, load_dataset
+
+        ready = [run for run in self.runs if run.prepare()]
+        if not ready:
+            return
+        threads = configure_torch_threads(self.settings.torch_threads)
+        self.describe_device(ready[0].config)
+        try:
+            splits = load_dataset(ready[0].config, self.settings.data_dir, download=self.settings.allow_download)
+        except (DatasetMissing, DatasetCorrupt, DownloadError) as problem:
+            for run in ready:
+                run.conclude(FAILED, error=str(problem))
+            return
+        except Exception as problem:
+            log.exception("run(s) %s: loading the data failed", ", ".join(str(run.run_id) for run in ready))
+            for run in ready:
+                run.conclude(FAILED, error=failure_text(problem))
+            return
+        log.info("training %s (%s threads)", "; ".join(run.describe() for run in ready), threads)
+        if len(ready) == 1:
+            self.train_alone(ready[0], splits)
+        else:
+            self.train_together(ready, splits)
+
+    def train_alone(self, run: RunExecution, splits) -> None:
         from worker.subspace.training import train
 
-        config = self.config()
-        self.recorder.enter_phase(M.PREPARING)
-        threads = configure_torch_threads(self.settings.torch_threads)
-        self.describe_device(config)
-        with self.sessions() as session:
-            from_run_stats = from_run_statistics(session, config)
         try:
-            splits = load_dataset(config, self.settings.data_dir, download=self.settings.allow_download)
-        except (DatasetMissing, DatasetCorrupt, DownloadError) as problem:
-            raise RunSetupError(str(problem)) from problem
-        what = "direct" if config.method == "direct" else f"{config.projection}, d={config.d}"
-        log.info("run %s: training (%s, %s threads)", self.run_id, what, threads)
-        return train(config, splits, self.recorder, from_run_stats=from_run_stats,
-                     on_phase=self.recorder.enter_phase)
+            result = train(run.config, splits, run.recorder, from_run_stats=run.from_run_stats,
+                           on_phase=run.recorder.enter_phase)
+        except Exception as problem:  # the run fails with the reason; the worker lives on
+            log.exception("run %s failed", run.run_id)
+            run.conclude(FAILED, error=failure_text(problem))
+            return
+        run.conclude_result(result)
 
-    def config(self) -> RunConfig:
-        try:
-            return RunConfig.model_validate(self.raw_config, context={"dense_budget_mb": self.settings.dense_p_budget_mb,
-                                                                     "memory_budget_mb": self.settings.memory_budget_mb})
-        except ValidationError as error:
-            problems = "; ".join(f"{p['field']}: {p['message']}" for p in validation_messages(error))
-            raise RunSetupError(f"invalid run config: {problems}") from error
+    def train_together(self, runs: list[RunExecution], splits) -> None:
+        """One batch (`batched.train_batch`); a run that cannot be built fails alone and the others train on."""
+        from worker.subspace.batched import BatchSetupError, train_batch
+
+        while runs:
+            try:
+                train_batch([run.config for run in runs], splits, callbacks=[run.recorder for run in runs],
+                            from_run_stats=[run.from_run_stats for run in runs],
+                            on_phase=[run.recorder.enter_phase for run in runs],
+                            on_result=[run.conclude_result for run in runs])
+                return
+            except BatchSetupError as problem:
+                failed = runs.pop(problem.index)
+                log.warning("run %s could not be built; its batchmates train without it", failed.run_id)
+                failed.conclude(FAILED, error=failure_text(problem.__cause__ or problem))
+            except Exception as problem:  # every run still training fails with the reason; the worker lives on
+                log.exception("batch %s failed", ", ".join(str(run.run_id) for run in runs))
+                for run in runs:
+                    if run.outcome is None:
+                        run.conclude(FAILED, error=failure_text(problem))
+                return
 
     def describe_device(self, config: RunConfig) -> None:
         try:
             label = device_label(config.device)
             with self.sessions() as session:
-                presence.busy(session, self.worker_name, self.run_id, device=label)
+                presence.busy(session, self.worker_name, self.lead_id, device=label, batch=self.batch)
         except Exception:  # only the workers table's description; training reports real device errors
             log.debug("could not describe the device", exc_info=True)
+
+
+class RunExecution:
+    """One run of an execution: its claim, its recorder, and how it ends."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, member: Claimed, worker_name: str,
+                 shutdown: threading.Event, heartbeat: Heartbeat):
+        self.sessions, self.settings, self.worker_name, self.heartbeat = sessions, settings, worker_name, heartbeat
+        self.run_id, self.token, self.raw_config = member.run_id, member.token, member.raw_config
+        self.recorder = RunRecorder(sessions, self.run_id, self.token, shutdown)
+        self.config: RunConfig | None = None
+        self.from_run_stats: dict | None = None
+        self.outcome: str | None = None    # how it ended, once it has
+
+    def prepare(self) -> bool:
+        """Its config and the statistics it samples P from; False (and failed) when it cannot start."""
+        self.recorder.enter_phase(M.PREPARING)
+        try:
+            self.config = self.validated_config()
+            with self.sessions() as session:
+                self.from_run_stats = from_run_statistics(session, self.config)
+        except RunSetupError as problem:
+            self.conclude(FAILED, error=str(problem))
+            return False
+        except Exception as problem:
+            log.exception("run %s could not be prepared", self.run_id)
+            self.conclude(FAILED, error=failure_text(problem))
+            return False
+        return True
+
+    def validated_config(self) -> RunConfig:
+        try:
+            return RunConfig.model_validate(self.raw_config, context=budget_context(self.settings))
+        except ValidationError as error:
+            problems = "; ".join(f"{p['field']}: {p['message']}" for p in validation_messages(error))
+            raise RunSetupError(f"invalid run config: {problems}") from error
+
+    def describe(self) -> str:
+        config = self.config
+        return f"run {self.run_id} (" + ("direct" if config.method == "direct" else
+                                         f"{config.projection}, d={config.d}") + ")"
+
+    def conclude_result(self, result) -> None:
+        """The engine's RunResult, recorded; a batch calls it the moment the run leaves the batch."""
+        try:
+            self.conclude(result.status, metrics=result.metrics, error=result.error, statistics=result.statistics)
+        except Exception:  # its batchmates train on; without beats the reaper takes this run over
+            log.exception("run %s: its outcome (%s) could not be recorded", self.run_id, result.status)
+            self.outcome = "lost"
 
     def conclude(self, status: str, *, metrics: dict | None = None, error: str | None = None,
                  statistics: dict | None = None) -> str:
         """Write the last points, then the outcome — unless the run is no longer this execution's."""
-        self.heartbeat.stop()  # no beat may race the final status
+        self.heartbeat.drop(self.run_id)  # no beat may race the final status
+        self.outcome = "lost"             # until recorded
         self.recorder.flush()
         reason = self.recorder.stop_reason
         if reason == LOST:
             log.warning("run %s was taken over while executing: this execution's outcome (%s) is discarded",
                         self.run_id, status)
-            return "lost"
+            return self.outcome
         if status == CANCELLED and reason == SHUTDOWN and not self.cancel_requested():
-            return self.hand_back()
+            self.outcome = self.hand_back()
+            return self.outcome
         with self.sessions() as session:
             lifecycle.heartbeat(session, self.run_id, self.token, self.recorder.progress())  # the final progress
             if statistics:
@@ -152,8 +255,9 @@ class Execution:
         if not done:
             log.warning("run %s: finishing as %s did not apply: the run was reaped or requeued meanwhile",
                         self.run_id, status)
-            return "lost"
+            return self.outcome
         log.info("run %s %s%s", self.run_id, status, f": {error}" if error else "")
+        self.outcome = status
         self.advance_search()
         return status
 

@@ -42,7 +42,7 @@ def _database(session, settings: Settings) -> tuple[Check, list[WorkerOut]]:
     # last_seen is on the database's clock (worker.presence): judged by it, not by this machine's.
     cutoff = database_now(session) - timedelta(seconds=settings.stale_after_seconds)
     workers = [WorkerOut(name=w.name, hostname=w.hostname, device=w.device, queues=list(w.queues or []),
-                         current_run_id=w.current_run_id, started_at=w.started_at, last_seen=w.last_seen,
+                         current_run_id=w.current_run_id, current_batch=w.current_batch, started_at=w.started_at, last_seen=w.last_seen,
                          alive=w.last_seen >= cutoff) for w in rows]
     return Check(ok=True), workers
 

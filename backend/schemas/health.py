@@ -18,6 +18,8 @@ class WorkerOut(BaseModel):
     device: str
     queues: list[str]
     current_run_id: int | None
+    current_batch: list[int] | None = Field(None, description="The runs it trains together as one batch "
+                                                              "(current_run_id first); null when one run or none.")
     started_at: datetime
     last_seen: datetime
     alive: bool = Field(description="Seen within the last stale_after_seconds.")

@@ -68,7 +68,7 @@ function setupHealth() {
       node.replaceChildren(h("span.dot"), degraded ? `degraded` : `${alive} worker${alive === 1 ? "" : "s"}${alive ? ` · ${busy} busy` : ""}`);
       node.title = [`database: ${health.database?.ok ? "ok" : health.database?.detail || "?"}`,
         `broker: ${health.broker?.ok ? "ok" : health.broker?.detail || "?"}`,
-        ...(health.workers || []).map((w) => `${w.name} (${w.device}) ${w.alive ? "alive" : "gone"}${w.current_run_id ? `, run ${w.current_run_id}` : ""}`)].join("\n");
+        ...(health.workers || []).map((w) => `${w.name} (${w.device}) ${w.alive ? "alive" : "gone"}${w.current_batch?.length > 1 ? `, batch of ${w.current_batch.length} runs: ${w.current_batch.join(", ")}` : w.current_run_id ? `, run ${w.current_run_id}` : ""}`)].join("\n");
     } catch (err) {
       node.className = "health bad";
       node.replaceChildren(h("span.dot"), "server unreachable");

@@ -166,15 +166,19 @@ class Lab:
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("IDLAB_")}
         env.update(TIMINGS, IDLAB_DATA_DIR=str(self.data_dir), IDLAB_TORCH_THREADS="1", PYTHONUNBUFFERED="1")
+        env["IDLAB_DATASET_MIRRORS"] = os.environ["IDLAB_DATASET_MIRRORS"]   # tests/conftest.py's: never outside
         if self.settings.database_url:
             env["IDLAB_DATABASE_URL"] = self.settings.database_url
         if self.settings.broker_url:
             env["IDLAB_BROKER_URL"] = self.settings.broker_url
         return env
 
-    def start_worker(self, name: str | None = None, queues: str | None = None, ready: bool = True) -> WorkerProcess:
+    def start_worker(self, name: str | None = None, queues: str | None = None, ready: bool = True,
+                     batch_runs: int | None = None) -> WorkerProcess:
+        """`idlab worker`; `batch_runs` sets how many runs it trains as one batch (its default otherwise)."""
         name = name or f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
-        worker = WorkerProcess(name, self.env(), self.data_dir / f"{name}.log", queues)
+        env = self.env() | ({"IDLAB_BATCH_RUNS": str(batch_runs)} if batch_runs else {})
+        worker = WorkerProcess(name, env, self.data_dir / f"{name}.log", queues)
         self.workers.append(worker)
         if ready:
             self.wait_until_registered(worker)

@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +96,9 @@ from worker.subspace.statistics import compare
 from worker.subspace.training import (EVAL_BATCH, LR_REDUCTION, Callback, MetricPoint, PhaseCallback, RunResult,
                                       _no_improvement, make_optimizer, projection_blocks, resolve_device,
                                       rff_blocks)
+
+#: Told a run's RunResult when it leaves the batch.
+ResultCallback = Callable[[RunResult], None]
 
 #: The fields that must be equal for runs to share a batch (fc_widths only for model "fc").
 BATCH_FIELDS = ("dataset", "train_size", "test_size", "input_scaling", "model", "fc_widths",
@@ -148,20 +151,24 @@ def compatible(configs: Sequence[RunConfig]) -> None:
 def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequence[Callback | None] | None = None,
                 from_run_stats: Sequence[dict | None] | None = None,
                 on_phase: Sequence[PhaseCallback | None] | None = None,
+                on_result: Sequence[ResultCallback | None] | None = None,
                 forward: str = "auto") -> list[RunResult]:
     """Train K compatible runs as one computation; returns each run's RunResult, in order.
 
     callbacks, from_run_stats, on_phase: one per run (or None), each exactly what `training.train`
-    takes for that run. forward: how the K networks are evaluated — "explicit" batched products
+    takes for that run. on_result: one per run (or None), called with the run's RunResult as soon as
+    it leaves the batch (succeeded, cancelled, diverged), while the others train on — a worker records
+    a run's end when it happens, not when its slowest batchmate ends. forward: how the K networks are evaluated — "explicit" batched products
     (fc), "vmap" over functional_call (any model), "auto" (explicit for fc). Raises
     `BatchIncompatible` or `BatchSetupError` before anything trains.
     """
     configs = list(configs)
     compatible(configs)
     K = len(configs)
-    callbacks, from_run_stats, on_phase = (_per_run(values, K, name) for values, name in
-                                           ((callbacks, "callbacks"), (from_run_stats, "from_run_stats"),
-                                            (on_phase, "on_phase")))
+    callbacks, from_run_stats, on_phase, on_result = (
+        _per_run(values, K, name) for values, name in
+        ((callbacks, "callbacks"), (from_run_stats, "from_run_stats"), (on_phase, "on_phase"),
+         (on_result, "on_result")))
     device = resolve_device(configs[0].device)
     train_x, train_y, test_x, test_y = (t.to(device) for t in (splits.train_x, splits.train_y,
                                                                 splits.test_x, splits.test_y))
@@ -170,7 +177,7 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
     runs = []
     for index in range(K):
         run = _Run(configs[index], callbacks[index], on_phase[index], from_run_stats[index], device,
-                   steps_per_epoch=math.ceil(n / b), started=started)
+                   steps_per_epoch=math.ceil(n / b), started=started, on_result=on_result[index])
         try:
             run.attempt()
         except Exception as error:
@@ -196,7 +203,7 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
         ending = [i for i, run in enumerate(members) if run.status is None and run.position == run.steps_per_epoch]
         if ending:
             _evaluate(stack, [members[i] for i in ending], ending, test_x, test_y)
-    return [run.result() for run in runs]
+    return [run.outcome for run in runs]
 
 
 # ---- one step, one evaluation, for all runs at once ------------------------------------------
@@ -275,10 +282,13 @@ class _Run:
     """What `training.train` and `_fit` keep for one run, advanced one step at a time by the batch."""
 
     def __init__(self, config: RunConfig, callback: Callback | None, on_phase: PhaseCallback | None,
-                 from_run_stats: dict | None, device: torch.device, steps_per_epoch: int, started: float):
+                 from_run_stats: dict | None, device: torch.device, steps_per_epoch: int, started: float,
+                 on_result: ResultCallback | None = None):
         self.config, self.from_run_stats, self.device = config, from_run_stats, device
         self.callback = callback or (lambda points: False)
         self.on_phase = on_phase or (lambda phase: None)
+        self.on_result = on_result or (lambda result: None)
+        self.outcome: RunResult | None = None
         self.steps_per_epoch, self.started = steps_per_epoch, started
         self.lr, self.reductions, self.step = config.lr, 0, 0
         self.status: str | None = None        # None while training; then succeeded | cancelled | diverged
@@ -382,6 +392,8 @@ class _Run:
         if status != "succeeded":
             self.final = {}
         self.seconds = time.perf_counter() - self.started
+        self.outcome = self.result()
+        self.on_result(self.outcome)
 
     def result(self) -> RunResult:
         """The solo run's RunResult: final metrics, sizes and cost; P, θ_d (and B) statistics unless diverged."""

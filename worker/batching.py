@@ -1,0 +1,106 @@
+"""Which queued runs a worker trains together with the run its message named: the batch.
+
+A worker is sent one run id at a time. Having claimed that run, it also claims up to
+K − 1 other queued runs that can share its batch (`worker.subspace.batched.batch_key`:
+same training data, architecture, batch size, L2 scope and device; subspace method),
+oldest first, each with the same conditional UPDATE as a claim from a message
+(`backend.lifecycle.claim`): a run is claimed once, whether by its own message or as a
+batchmate. The batchmates' own messages arrive later and are dropped, like any
+duplicate delivery; a batchmate whose worker vanishes is requeued and sent again by
+the reaper, run by run.
+
+The batch's memory — every run's θ, P, B and activations (`RunConfig.memory_bytes`) —
+stays within the memory budget that bounds one run (`memory_budget_mb`), so a batch
+of dense P runs is as safe as one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend import lifecycle
+from backend.models import QUEUED, Run
+from backend.settings import Settings
+from idlab.config import RunConfig
+from worker.devices import default_batch_runs
+
+log = logging.getLogger(__name__)
+
+#: Queued runs looked at per free place in the batch (the SQL filter leaves few incompatible ones).
+SCAN_PER_PLACE = 8
+
+
+@dataclass
+class Claimed:
+    """A run this execution holds: its id, claim token and stored config."""
+
+    run_id: int
+    token: str
+    raw_config: dict
+
+
+def batch_runs(settings: Settings, config: RunConfig) -> int:
+    """K for a batch led by `config`: the setting, or what measures fastest on its device; 1 for direct runs."""
+    if config.method != "subspace":
+        return 1
+    return settings.batch_runs or default_batch_runs(config.device)
+
+
+def budget_context(settings: Settings) -> dict:
+    """The validation context of a run config in this worker: its dense-P and memory budgets."""
+    return {"dense_budget_mb": settings.dense_p_budget_mb, "memory_budget_mb": settings.memory_budget_mb}
+
+
+def claim_batchmates(session: Session, lead: Claimed, config: RunConfig, worker: str, settings: Settings,
+                     ) -> list[Claimed]:
+    """Claim up to K − 1 queued runs that can train with `lead` (already claimed); returns them, oldest first."""
+    from worker.subspace.batched import batch_key
+
+    places = batch_runs(settings, config) - 1
+    if places <= 0:
+        return []
+    budget = settings.memory_budget_mb * 2**20 - config.memory_bytes()
+    key = batch_key(config)
+    candidates = session.execute(select(Run.id, Run.config).where(
+        Run.status == QUEUED, Run.cancel_requested.is_(False), Run.id != lead.run_id,
+        Run.config["method"].as_string() == "subspace",
+        Run.config["dataset"].as_string() == config.dataset,
+        Run.config["model"].as_string() == config.model,
+        Run.config["device"].as_string() == config.device,
+        Run.config["batch_size"].as_integer() == config.batch_size,
+    ).order_by(Run.id).limit(places * SCAN_PER_PLACE)).all()
+    session.commit()  # end the read: on SQLite it would pin a snapshot under the claims below
+    mates: list[Claimed] = []
+    for run_id, raw in candidates:
+        try:
+            candidate = RunConfig.model_validate(raw, context=budget_context(settings))
+        except ValidationError:
+            continue  # it fails alone, with its reasons, when its own message arrives
+        if batch_key(candidate) != key:
+            continue
+        if candidate.memory_bytes() > budget:
+            continue
+        token = lifecycle.claim(session, run_id, worker)
+        if token is None:  # claimed meanwhile by another worker, or cancelled
+            continue
+        mates.append(Claimed(run_id, token, dict(raw)))
+        budget -= candidate.memory_bytes()
+        if len(mates) == places:
+            break
+    return mates
+
+
+def mark_batch(session: Session, members: list[Claimed]) -> str | None:
+    """Record on each run the batch it trains in (None for a run trained alone); returns the batch's id."""
+    batch_id = uuid.uuid4().hex if len(members) > 1 else None
+    for member in members:
+        session.execute(update(Run).where(Run.id == member.run_id, Run.claim_token == member.token)
+                        .values(batch_id=batch_id))
+    session.commit()
+    return batch_id
