@@ -247,11 +247,15 @@ class RunExecution:
             return self.outcome
         with self.sessions() as session:
             lifecycle.heartbeat(session, self.run_id, self.token, self.recorder.progress())  # the final progress
-            if statistics:
-                store_artifact(session, self.run_id, STATISTICS_ARTIFACT, finite(statistics))
-            done = lifecycle.finish(session, self.run_id, self.token, status,
-                                    metrics=finite(metrics) if metrics is not None else None,
-                                    error=error[:ERROR_CHARS] if error else None)
+            # The artefact and the final status in one transaction that holds the claim: a stale
+            # execution (reaped meanwhile) writes neither.
+            done = lifecycle.holds_claim(session, self.run_id, self.token)
+            if done:
+                if statistics:
+                    store_artifact(session, self.run_id, STATISTICS_ARTIFACT, finite(statistics))
+                done = lifecycle.finish(session, self.run_id, self.token, status,
+                                        metrics=finite(metrics) if metrics is not None else None,
+                                        error=error[:ERROR_CHARS] if error else None)
         if not done:
             log.warning("run %s: finishing as %s did not apply: the run was reaped or requeued meanwhile",
                         self.run_id, status)

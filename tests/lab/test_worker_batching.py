@@ -8,6 +8,7 @@ database and the synthetic dataset: the same code a pool process runs for a mess
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -133,3 +134,27 @@ def test_a_run_that_cannot_start_fails_alone_and_its_batchmates_train(sessions, 
     assert run_row(sessions, orphan.id).status == FAILED
     assert "run 999999 has no stored statistics" in run_row(sessions, orphan.id).error
     assert {run_row(sessions, run.id).status for run in (first, third)} == {SUCCEEDED}
+
+
+def test_a_stale_execution_stores_neither_its_artifact_nor_its_outcome(sessions, settings):
+    from backend.models import STATISTICS_ARTIFACT, RunArtifact
+    from worker.execution import RunExecution
+    from worker.heartbeat import Heartbeat
+
+    run = add_run(sessions)
+    lead, _ = claim_lead(sessions, run)
+    execution = RunExecution(sessions, settings, lead, WORKER, threading.Event(),
+                             Heartbeat(sessions, WORKER, settings.heartbeat_seconds))
+    with sessions() as session:  # a reaper took the run over while this worker was unreachable
+        requeued = lifecycle.requeue_stale(session, run.id, lead.token, lifecycle.database_now(session)
+                                           + timedelta(seconds=1), "worker stopped heartbeating")
+    assert requeued
+
+    outcome = execution.conclude(SUCCEEDED, metrics={"test_acc": 0.5}, statistics={"P": {"linear": {}}})
+
+    assert outcome == "lost"
+    stored = run_row(sessions, run.id)
+    assert (stored.status, stored.final_metrics, stored.claim_token) == (QUEUED, {}, None)
+    with sessions() as session:
+        assert session.scalar(select(RunArtifact).where(RunArtifact.run_id == run.id,
+                                                        RunArtifact.name == STATISTICS_ARTIFACT)) is None
