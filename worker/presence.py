@@ -23,7 +23,7 @@ def register(session: Session, name: str, device: str, queues: list[str]) -> Non
     """The worker `name` (re)starts: idle, seen now, on `device`, consuming `queues`."""
     now = db_now()
     values = {"hostname": socket.gethostname(), "device": device, "queues": list(queues),
-              "current_run_id": None, "started_at": now, "last_seen": now}
+              "current_run_id": None, "current_batch": None, "started_at": now, "last_seen": now}
     if not session.execute(update(Worker).where(Worker.name == name).values(**values)).rowcount:
         session.add(Worker(name=name, **values))
         try:
@@ -41,9 +41,11 @@ def seen(session: Session, name: str) -> None:
     session.commit()
 
 
-def busy(session: Session, name: str, run_id: int, device: str | None = None) -> None:
-    """The worker is alive and executing `run_id` (on `device`, once the run knows it)."""
-    values: dict = {"current_run_id": run_id, "last_seen": db_now()}
+def busy(session: Session, name: str, run_id: int, device: str | None = None,
+         batch: list[int] | None = None) -> None:
+    """The worker is alive and executing `run_id` (on `device`, once the run knows it), with the runs of
+    `batch` (run_id first) when it trains several as one."""
+    values: dict = {"current_run_id": run_id, "current_batch": batch, "last_seen": db_now()}
     if device is not None:
         values["device"] = device
     session.execute(update(Worker).where(Worker.name == name).values(**values))
@@ -53,11 +55,11 @@ def busy(session: Session, name: str, run_id: int, device: str | None = None) ->
 def idle(session: Session, name: str, run_id: int) -> None:
     """The worker finished `run_id` (a no-op if it has moved on to another run meanwhile)."""
     session.execute(update(Worker).where(Worker.name == name, Worker.current_run_id == run_id)
-                    .values(current_run_id=None, last_seen=db_now()))
+                    .values(current_run_id=None, current_batch=None, last_seen=db_now()))
     session.commit()
 
 
 def stopped(session: Session, name: str) -> None:
     """The worker shut down cleanly: it runs nothing (its last_seen ages, so it soon counts as gone)."""
-    session.execute(update(Worker).where(Worker.name == name).values(current_run_id=None))
+    session.execute(update(Worker).where(Worker.name == name).values(current_run_id=None, current_batch=None))
     session.commit()

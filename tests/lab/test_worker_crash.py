@@ -72,3 +72,31 @@ def test_runs_survive_a_killed_worker_and_a_stopped_one(lab):
     assert run.status == SUCCEEDED and run.attempt == 1 and run.worker == successor.name, lab.describe(second)
     assert lab.executions(second) == 2                 # executed twice, charged once
     assert_points_exactly_once(lab, second)
+
+
+def test_every_run_of_a_killed_workers_batch_is_requeued_and_completed_once(lab):
+    batch = [lab.create_run(send=False, **LONG, seed=seed) for seed in range(3)]
+    for run_id in batch:  # all queued before the worker takes the first: it claims the others beside it
+        lab.send(run_id)
+    doomed = lab.start_worker("doomed", batch_runs=3)
+
+    def training_together() -> bool:
+        runs = [lab.run(run_id) for run_id in batch]
+        return (all(run.status == RUNNING and run.worker == doomed.name for run in runs)
+                and len({run.batch_id for run in runs}) == 1 and runs[0].batch_id is not None
+                and min(lab.point_count(run_id) for run_id in batch) >= 20)
+
+    wait_for(training_together, 90, "the three runs to train in one batch on the doomed worker")
+    row = lab.worker_row(doomed.name)
+    assert sorted(row.current_batch) == batch and row.current_run_id in batch
+    rescuer = lab.start_worker("rescuer", ready=False, batch_runs=3)
+
+    doomed.kill()
+    finished = [lab.wait_finished(run_id, timeout=180) for run_id in batch]
+
+    assert all(run.status == SUCCEEDED for run in finished), [lab.describe(run_id) for run_id in batch]
+    assert [(run.attempt, run.worker) for run in finished] == [(2, rescuer.name)] * 3
+    assert {lab.executions(run_id) for run_id in batch} == {2}   # once on each worker, never twice on one
+    for run_id in batch:
+        assert f"run {run_id}: worker {doomed.name} stopped heartbeating at" in rescuer.output()
+        assert_points_exactly_once(lab, run_id)

@@ -177,3 +177,31 @@ def test_a_run_delivered_twice_executes_once(lab):
 def test_remote_control_reaches_the_worker(lab):
     replies = lab.celery.control.ping(destination=[lab.worker.name], timeout=5)
     assert replies == [{lab.worker.name: {"ok": "pong"}}]
+
+
+def test_a_run_cancelled_in_a_batch_stops_alone_and_its_batchmates_finish(lab):
+    batch = [lab.create_run(send=False, **LONG, seed=seed) for seed in range(3)]
+    for run_id in batch:  # all queued before the worker takes the first: it trains the others beside it
+        lab.send(run_id)
+
+    def training_together() -> bool:
+        runs = [lab.run(run_id) for run_id in batch]
+        return (all(run.status == RUNNING for run in runs) and runs[0].batch_id is not None
+                and len({run.batch_id for run in runs}) == 1 and min(map(lab.point_count, batch)) >= 20)
+
+    wait_for(training_together, 90, "the three runs to train in one batch")
+    cancelled = batch[1]
+    with lab.sessions() as session:
+        lifecycle.request_cancel(session, session.get(Run, cancelled))
+        session.commit()
+    asked = time.monotonic()
+    run = lab.wait_finished(cancelled, timeout=10)
+    took = time.monotonic() - asked
+
+    assert run.status == CANCELLED and took < 5, (lab.describe(cancelled), took)
+    assert all(lab.run(run_id).status == RUNNING for run_id in (batch[0], batch[2]))  # they train on
+    for run_id in (batch[0], batch[2]):
+        run = lab.wait_finished(run_id, timeout=180)
+        assert run.status == SUCCEEDED and run.attempt == 1, lab.describe(run_id)
+        assert_points_complete(lab, run_id, LONG)
+    assert lab.executions(cancelled) == 1 and lab.worker.claimed(cancelled) == 1
