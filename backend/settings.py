@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(60.0, gt=0, description="A running run without heartbeat this long is reaped.")
     max_attempts: int = Field(3, ge=1, description="Executions of a run before a vanished worker fails it instead of requeueing.")
     reaper_seconds: float = Field(5.0, gt=0, description="How often the reaper looks for runs whose worker vanished and for lost queue messages.")
+    batch_runs: int | None = Field(None, ge=1, le=256, description=(
+        "Subspace runs a worker trains together as one batch when they share data, model and batch size "
+        "(default: 32 on a GPU, 4 on a CPU; 1 trains every run alone). `idlab worker --batch-runs K` sets it."))
     torch_threads: int | None = Field(None, ge=1, description="CPU threads torch may use per run (default: all cores; `idlab serve` leaves one to the API).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
         "Origins allowed by CORS (none by default): comma-separated, or a JSON list."))

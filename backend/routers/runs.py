@@ -77,6 +77,8 @@ def list_runs(
     status: Annotated[list[RunStatus] | None, Query(description="Any of these statuses (repeat the parameter).")] = None,
     experiment_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     role: RunRole | None = None,
+    batch_id: Annotated[str | None, Query(pattern="^[0-9a-f]{32}$", description=(
+        "The runs that trained in this batch (a run's `batch_id`)."))] = None,
     sort: Annotated[str, Query(max_length=100, description=(
         "id, created_at, status, role, experiment_id, d, duration, metrics.<key> (test_acc, train_loss, …: the final "
         "value, or the latest while a run goes) or config.<field>; '-' first for descending. Runs without "
@@ -98,6 +100,8 @@ def list_runs(
         conditions.append(Run.experiment_id == experiment_id)
     if role is not None:
         conditions.append(Run.role == role)
+    if batch_id is not None:
+        conditions.append(Run.batch_id == batch_id)
     total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
     runs = session.scalars(select(Run).where(*conditions).order_by(*order).limit(limit).offset(offset)).all()
     page = RunPage(items=[RunOut.of(run, config_fields=fields) for run in runs], total=total, limit=limit,

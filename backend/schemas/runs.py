@@ -39,6 +39,8 @@ class RunOut(BaseModel):
     final_metrics: dict[str, Any]
     error: str | None
     cancel_requested: bool
+    batch_id: str | None = Field(None, description="The batch its latest execution trained in, with the runs of "
+                                                   "`GET /api/runs?batch_id=…`; null when it trained alone.")
     warnings: list[str] = Field(default_factory=list, description="Valid but questionable choices in the config.")
 
     @classmethod
@@ -54,7 +56,7 @@ class RunOut(BaseModel):
             started_at=run.started_at, finished_at=run.finished_at, heartbeat_at=run.heartbeat_at,
             duration_seconds=lifecycle.duration_seconds(run), D=run.D, k=run.k, d=run.d,
             progress=json_safe(run.progress or {}), final_metrics=json_safe(run.final_metrics or {}), error=run.error,
-            cancel_requested=run.cancel_requested, warnings=warnings,
+            cancel_requested=run.cancel_requested, batch_id=run.batch_id, warnings=warnings,
         )
 
 

@@ -310,6 +310,7 @@ export async function renderRunPage(root, runId) {
     run.role === "baseline" ? h("span.tag.role-baseline", "baseline") : null, actions);
   const errorBox = h("div.alert.error.hidden");
   const warningBox = h("div.alert.warn.hidden");
+  const batchLine = h("div.batch-line.muted.hidden", { dataset: { section: "batch" } });
 
   // cards
   const v = {};
@@ -349,6 +350,30 @@ export async function renderRunPage(root, runId) {
     setText(warningBox, warnings.join("\n"));
     paintActions();
     paintTimings();
+    paintBatch();
+  };
+
+  // The runs this run trained with: one computation on one device (a worker's batch).
+  let batchShown = null;
+  const paintBatch = async () => {
+    const batchId = run.batch_id || null;
+    if (batchId === batchShown) return;
+    batchShown = batchId;
+    batchLine.classList.toggle("hidden", !batchId);
+    if (!batchId) { clear(batchLine); return; }
+    try {
+      const fields = ["d", "seed", "projection"].map((f) => `config_fields=${f}`).join("&");
+      const page = await api(`/api/runs?batch_id=${batchId}&sort=id&limit=256&${fields}`);
+      if (batchShown !== batchId) return;
+      const mates = page.items.filter((r) => r.id !== run.id);
+      batchLine.replaceChildren(
+        h("span", `Trained in one batch of ${page.total} runs (batch ${batchId.slice(0, 8)}) with `),
+        ...mates.flatMap((r, i) => [i ? ", " : "", h("a", { href: `#/runs/${r.id}`, dataset: { run: String(r.id) },
+          title: `${r.config.projection}, d = ${r.config.d}, seed ${r.config.seed} · ${r.status}` },
+          `#${r.id}`), h("span.faint", ` (d=${r.config.d}, seed ${r.config.seed})`)]));
+    } catch (err) {
+      setText(batchLine, `Trained in batch ${batchId.slice(0, 8)} (its runs could not be listed: ${err.message})`);
+    }
   };
 
   // The event stream carries no duration: count it here while the run is running.
@@ -454,7 +479,7 @@ export async function renderRunPage(root, runId) {
     es.onerror = () => { if (!closed && es.readyState === EventSource.CLOSED) setText(liveTag, "stream closed"); };
   };
 
-  root.append(head, errorBox, warningBox, cards, convergence.node,
+  root.append(head, batchLine, errorBox, warningBox, cards, convergence.node,
     h("div.grid2",
       h("div.panel", h("div.panel-head", h("h2", "Config"), h("span.faint", "bold: differs from the default")), configTable),
       h("div.panel", h("div.panel-head", h("h2", "Status, timings and final metrics")), timings)),
