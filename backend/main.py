@@ -22,7 +22,7 @@ from backend.docs import mount_docs
 from backend.frontend import mount_frontend
 from backend.guard import BrowserGuard
 from backend.limits import RequestBodyLimit
-from backend.routers import config, experiments, health, runs
+from backend.routers import config, datasets, experiments, health, runs
 from backend.settings import Settings, get_settings
 from idlab import __version__
 from idlab.config import RunConfig
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BrowserGuard, settings=settings, script_hashes=script_hashes)
 
     api = APIRouter(prefix="/api")
-    for module in (runs, experiments, health, config):
+    for module in (runs, experiments, health, config, datasets):
         api.include_router(module.router)
     app.include_router(api)
     app.openapi = lambda: _openapi(app)

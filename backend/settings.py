@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from idlab.config import DEFAULT_DENSE_BUDGET_MB, DEFAULT_MEMORY_BUDGET_MB
+from idlab.dataset_download import DEFAULT_MIRRORS, parse_mirror
 
 
 class Settings(BaseSettings):
@@ -25,7 +26,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db (default: SQLite in data_dir).")
     broker_url: str | None = Field(None, description="Celery broker, e.g. redis://host:6379/0 (default: a filesystem queue in data_dir).")
     api_token: str | None = Field(None, description="When set, every mutating call needs 'Authorization: Bearer <token>'.")
-    allow_download: bool = Field(False, description="Download a missing dataset (checksum-verified) instead of failing.")
+    allow_download: bool = Field(True, description=(
+        "Download a missing dataset on first use (each file verified against its published digests) instead of "
+        "failing; false keeps the lab offline: a missing dataset is then an error naming the files and the folder."))
+    dataset_mirrors: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MIRRORS), description=(
+        "Where downloads come from, tried in turn: DATASET=URL (that dataset's files at URL<file>) or URL (every "
+        "dataset's files at URL<dataset>/<file>), comma-separated or a JSON list (default: the public mirrors)."))
     dense_p_budget_mb: float = Field(DEFAULT_DENSE_BUDGET_MB, gt=0, description="Largest dense P a run may allocate, in MiB.")
     memory_budget_mb: float = Field(DEFAULT_MEMORY_BUDGET_MB, gt=0, description=(
         "Memory one run may take for training, in MiB: θ, its gradient and Adam's moments (16 bytes per weight "
@@ -53,7 +59,7 @@ class Settings(BaseSettings):
         "Most event streams one client address may hold open; one more is refused with 429 (a browser tab "
         "holds one or two)."))
 
-    @field_validator("cors_origins", "allowed_hosts", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", "dataset_mirrors", mode="before")
     @classmethod
     def _split_list(cls, value):
         """IDLAB_CORS_ORIGINS=http://a.example,http://b.example as well as a JSON list (and so for hosts)."""
@@ -63,6 +69,14 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("dataset_mirrors")
+    @classmethod
+    def _mirror_entries(cls, entries: list[str]) -> list[str]:
+        """Each entry DATASET=URL or URL, checked at start-up rather than at a run's first download."""
+        for entry in entries:
+            parse_mirror(entry)
+        return entries
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -6,6 +6,7 @@
     idlab presets [--json]                                   the paper presets: experiment requests with their settings
     idlab serve                                              the lab: API, worker and reaper (SQLite, local queue)
     idlab worker --queues gpu,cpu                            a worker against $IDLAB_DATABASE_URL / $IDLAB_BROKER_URL
+    idlab data list | fetch mnist                            the datasets: present, missing or corrupt; download one
 
 Every run-config field is a flag of the same name (`--power_orders 2,3` or
 `--power-orders 2,3`; booleans as `--train_p` / `--no-train_p`); a JSON or YAML
@@ -181,14 +182,19 @@ def command_train(args: argparse.Namespace) -> int:
         from worker.subspace.statistics import sampling_stats
         from_run_stats = sampling_stats(json.loads(Path(args.from_run_stats).read_text())["statistics"]["P"])
 
-    from worker.subspace.data import DatasetMissing, load_dataset
+    from idlab.data_command import DownloadLine
+    from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError, load_dataset
     from worker.subspace.training import train
 
+    download_line = DownloadLine(config.dataset, args.quiet or args.json)
     try:
-        splits = load_dataset(config, settings.data_dir, download=args.download or settings.allow_download)
-    except DatasetMissing as missing:
+        splits = load_dataset(config, settings.data_dir, mirrors=settings.dataset_mirrors, on_progress=download_line,
+                              download=settings.allow_download if args.download is None else args.download)
+    except (DatasetMissing, DatasetCorrupt, DownloadError) as missing:
         print(str(missing), file=sys.stderr)
         return EXIT_INVALID
+    finally:
+        download_line.close()
     callback, bar = _progress_callback(config, len(splits.train_y), args.quiet or args.json)
     try:
         result = train(config, splits, callback, from_run_stats=from_run_stats)
@@ -255,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "--config and flags override them, and each field the preset "
                                                       "sweeps needs a flag, e.g. --d 750")
     train.add_argument("--data-dir", help="folder holding the datasets (default: $IDLAB_DATA_DIR or ./idlab-data)")
-    train.add_argument("--download", action="store_true", help="download a missing dataset (checksum-verified)")
+    train.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
+                       help="download a missing dataset, verified (default: IDLAB_ALLOW_DOWNLOAD, on)")
     train.add_argument("--json", action="store_true", help="print the final metrics as one JSON line, no progress bar")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--stats-out", metavar="FILE", help="write the metrics and the statistics of P and θ_d as JSON")
@@ -285,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_worker_arguments(worker)
     worker.set_defaults(handler=command_worker)
+
+    from idlab.data_command import add_data_commands
+
+    add_data_commands(commands)
     return parser
 
 

@@ -26,7 +26,9 @@ FINAL = (TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, "best_test_acc", "D", "k", 
          "seconds", "epochs", "steps", "lr", "lr_reductions", OFFSET_AT_ZERO)
 
 # What a running run is doing, reported in its progress as "phase" (next to its latest step).
+DOWNLOADING = "downloading"  # fetching a missing dataset; progress["download"] = {"done": bytes, "total": bytes or None}
 PREPARING = "preparing"    # loading the data, building the network and P
 TRAINING = "training"      # the minibatch steps of an epoch
 EVALUATING = "evaluating"  # the test set, after every epoch
-PHASES = (PREPARING, TRAINING, EVALUATING)
+PHASES = (DOWNLOADING, PREPARING, TRAINING, EVALUATING)
+DOWNLOAD = "download"      # the progress key of a download

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import RUNNING, Run
+from idlab import metrics as M
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,17 @@ class RunRecorder:
         """The run now prepares, trains or evaluates (`idlab.metrics.PHASES`): its progress says so."""
         with self._lock:
             self._latest["phase"] = phase
+            if phase != M.DOWNLOADING:
+                self._latest.pop(M.DOWNLOAD, None)
+
+    def download_progress(self, done: int, total: int | None) -> None:
+        """`load_dataset`'s on_progress: the run is downloading its dataset, `done` of `total` bytes (None:
+        unknown); the heartbeat carries it to the run page as "downloading 37 %". Once every byte is in, the
+        run is preparing again (reading the files, building the network)."""
+        with self._lock:
+            finished = total is not None and done >= total
+            self._latest["phase"] = M.PREPARING if finished else M.DOWNLOADING
+            self._latest[M.DOWNLOAD] = {"done": int(done), "total": None if total is None else int(total)}
 
     def progress(self) -> dict:
         """The phase, the latest step and epoch, and the latest value of every key: the run's `progress`,

@@ -146,6 +146,16 @@ function withCode(text) {
   return String(text || "").split("`").map((part, i) => (i % 2 ? h("code", part) : part));
 }
 
+/** "mnist — present", "cifar10 — downloads on first use (170 MB)": a dataset as GET /api/datasets reports it. */
+function datasetState(state, name) {
+  if (!state) return name;
+  if (state.state === "present") return `${name} — present`;
+  if (state.state === "generated") return `${name} — generated in memory`;
+  const size = state.download_bytes ? ` (${Math.max(1, Math.round(state.download_bytes / 1e6))} MB)` : "";
+  return state.download_on_first_use ? `${name} — downloads on first use${size}`
+    : `${name} — missing: put its files in ${state.folder} (downloads are off)`;
+}
+
 /** A plain labelled input of the experiment itself (name, seeds, baseline). */
 function plainField(name, label, control, help) {
   const error = h("div.error", { role: "alert" });
@@ -231,6 +241,20 @@ export async function renderNewPage(root, query) {
   for (const [title, names] of SECTIONS) makeSection(title, names);
   makeSection("Other options", schema.fields.map((f) => f.name));
 
+  // ---- beside the dataset: whether its files are in the lab's data directory (GET /api/datasets) ----
+  const datasetNote = h("div.help", { dataset: { datasetStatus: "" } });
+  inputs.get("dataset")?.node.append(datasetNote);
+  const datasetStates = await api("/api/datasets").catch(() => []);
+  function paintDatasets() {
+    const input = inputs.get("dataset");
+    if (!input || !datasetStates.length) return;
+    let chosen = [];
+    try { const r = input.read(); chosen = input.swept ? r.values : [r.value]; } catch { /* nothing chosen yet */ }
+    setText(datasetNote, chosen.map((name) => datasetState(datasetStates.find((d) => d.name === name), name)).join(" · "));
+  }
+  inputs.get("dataset")?.node.addEventListener("change", paintDatasets);
+  paintDatasets();
+
   // ---- preview and submit ----
   const generalError = h("div.alert.error.hidden", { role: "alert" });
   const previewCount = h("div.big", { dataset: { preview: "runs" } }, "–");
@@ -308,6 +332,7 @@ export async function renderNewPage(root, query) {
 
   let previewSequence = 0;
   async function refreshPreview() {
+    paintDatasets();
     const { request, errors } = buildRequest(false);
     requestJson.textContent = JSON.stringify(request, null, 2);
     const gridPoints = Object.values(request.grid).reduce((n, v) => n * v.length, 1);

@@ -7,6 +7,7 @@ import {
   FINISHED, PALETTE, chip, clear, debounce, fmtDuration, fmtInt, fmtNum, fmtPct, fmtTime, fmtValue, h, rgba, setText, toast,
   updateChip,
 } from "./dom.js";
+import { phaseText } from "./phase.js";
 import { runConfigSchema, sameValue } from "./schema.js";
 
 const MAX_POINTS = 2000;           // per series and request: a zoomed range with fewer points comes back whole
@@ -328,7 +329,7 @@ export async function renderRunPage(root, runId) {
   const paint = (r) => {
     run = { ...run, ...r };
     updateChip(statusChip, run.status);
-    setText(liveTag, FINISHED.has(run.status) ? "" : run.cancel_requested ? "cancel requested…" : run.status === "running" ? `live${run.progress?.phase ? ` · ${run.progress.phase}` : ""}` : "waiting for a worker");
+    setText(liveTag, FINISHED.has(run.status) ? "" : run.cancel_requested ? "cancel requested…" : run.status === "running" ? `live${phaseText(run.progress) ? ` · ${phaseText(run.progress)}` : ""}` : "waiting for a worker");
     const p = run.progress || {}, f = run.final_metrics || {};
     const pick = (key) => (typeof f[key] === "number" ? f[key] : p[key]);
     setText(v.epoch, p.epoch !== undefined || f.epochs !== undefined ? `${f.epochs ?? p.epoch} / ${run.config?.epochs ?? "?"}` : "–");

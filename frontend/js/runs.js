@@ -3,6 +3,7 @@
 
 import { api, experimentName } from "./api.js";
 import { replaceQuery } from "./nav.js";
+import { phaseText } from "./phase.js";
 import { runConfigSchema } from "./schema.js";
 import {
   FINISHED, STATUSES, chip, clear, fmtDuration, fmtNum, fmtPct, fmtTime, h, poller, setText, toast, updateChip,
@@ -92,9 +93,9 @@ function columns({ selectable, showExperiment, selection }) {
         const width = `${Math.round(100 * progressFraction(run))}%`;
         if (bar.style.width !== width) bar.style.width = width;
         const p = prog(run);
-        const phase = run.status === "running" && p.phase && p.phase !== "training" ? ` · ${p.phase}` : "";
+        const phase = run.status === "running" && p.phase && p.phase !== "training" ? ` · ${phaseText(p)}` : "";
         setText(td.firstChild.lastChild, p.step !== undefined ? `ep ${p.epoch ?? "?"}/${cfg(run).epochs ?? "?"} · ${fmtNum(p.step)}${phase}`
-          : run.status === "queued" ? "waiting" : run.status === "running" && p.phase ? p.phase : "");
+          : run.status === "queued" ? "waiting" : run.status === "running" && p.phase ? phaseText(p) : "");
       },
     },
     { key: "loss", label: "Loss", num: true, sort: (r) => latest(r, "train_loss") ?? Infinity, text: (r) => fmtNum(latest(r, "train_loss")) },

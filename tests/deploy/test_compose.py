@@ -195,6 +195,7 @@ def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_da
             env["IDLAB_DATABASE_URL"] = localised(env["IDLAB_DATABASE_URL"], ports, compose_database)
             env["IDLAB_BROKER_URL"] = localised(env["IDLAB_BROKER_URL"], ports)
             env["IDLAB_DATA_DIR"] = str(tmp_path)            # the labdata volume
+            env["IDLAB_DATASET_MIRRORS"] = os.environ["IDLAB_DATASET_MIRRORS"]   # tests/conftest.py's: never outside
             command = [str(part) for part in SERVICES[name]["command"]]
             if name == "api":
                 command[command.index("--port") + 1] = str(port)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
 import gzip
 import hashlib
-import http.server
 import os
 import pickle
 import struct
 import tarfile
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from idlab.config import RunConfig
+from idlab import dataset_files
+from idlab.config import DATASETS, RunConfig
+from tests.local_mirror import serve
 from worker.subspace import data
 from worker.subspace.data import (
     DatasetCorrupt,
@@ -224,7 +224,7 @@ def test_missing_data_says_what_to_put_where(tmp_path, dataset, folder, names):
     assert isinstance(error.value, FileNotFoundError)
     assert str((tmp_path / folder).resolve()) in message
     assert all(name in message for name in names)
-    assert "or allow download (--download / IDLAB_ALLOW_DOWNLOAD=1)" in message
+    assert f"or let the lab download it: IDLAB_ALLOW_DOWNLOAD=1 (the default), or `idlab data fetch {dataset}`" in message
     assert error.value.directory == tmp_path / folder
 
 
@@ -240,15 +240,6 @@ def test_the_data_dir_defaults_to_the_environment(tmp_path, monkeypatch):
     write_idx_dataset(tmp_path / "MNIST" / "raw")
     monkeypatch.setenv("IDLAB_DATA_DIR", str(tmp_path))
     assert load_dataset(config(dataset="mnist"), None).train_x.shape[0] == 30
-
-
-def test_download_allowed_by_flag_or_environment(monkeypatch):
-    monkeypatch.delenv("IDLAB_ALLOW_DOWNLOAD", raising=False)
-    assert not data.download_allowed() and data.download_allowed(True)
-    monkeypatch.setenv("IDLAB_ALLOW_DOWNLOAD", "1")
-    assert data.download_allowed()
-    monkeypatch.setenv("IDLAB_ALLOW_DOWNLOAD", "0")
-    assert not data.download_allowed()
 
 
 # ---- scaling and sizes ----------------------------------------------------------------
@@ -325,91 +316,92 @@ def test_synthetic_is_learnable_but_not_trivial():
 # ---- downloads from a local server ----------------------------------------------------
 
 
-@contextlib.contextmanager
-def serve(directory: Path):
-    """An HTTP server on 127.0.0.1 serving `directory`; yields its base URL."""
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
 
 
 @pytest.fixture
 def mirror(tmp_path, monkeypatch):
-    """A local mirror of small fixture files; MIRRORS and CHECKSUMS point at it."""
+    """A local mirror of small fixture files (every dataset under <url><name>/); the catalog's digests of
+    fashion_mnist and cifar10 are those of the fixtures. Yields (url, the IDX arrays served)."""
     served = tmp_path / "mirror"
-    arrays = write_idx_dataset(served, n_train=25, n_test=15, seed=3)
-    write_cifar(served / "cifar-10-batches-py", n=4)
-    with tarfile.open(served / data.CIFAR_ARCHIVE, "w:gz") as tar:
-        tar.add(served / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    checksums = {
-        "fashion_mnist": {f"{name}.gz": md5(served / f"{name}.gz") for name in data.IDX_FILES.values()},
-        "cifar10": {data.CIFAR_ARCHIVE: md5(served / data.CIFAR_ARCHIVE)},
-    }
+    arrays = write_idx_dataset(served / "fashion_mnist", n_train=25, n_test=15, seed=3)
+    batches = served / "batches" / data.CIFAR_FOLDER
+    write_cifar(batches, n=4)
+    (served / "cifar10").mkdir()
+    with tarfile.open(served / "cifar10" / data.CIFAR_ARCHIVE, "w:gz") as tar:
+        tar.add(batches, arcname=data.CIFAR_FOLDER)
+    idx = dataset_files.CATALOG["fashion_mnist"]
+    monkeypatch.setitem(dataset_files.CATALOG, "fashion_mnist", dataclasses.replace(idx, files=tuple(
+        dataset_files.DataFile(f.name, len(content := idx_bytes(arrays[f.name])), md5(content), gz_size=None)
+        for f in idx.files)))
+    archive = (served / "cifar10" / data.CIFAR_ARCHIVE).read_bytes()
+    cifar = dataset_files.CATALOG["cifar10"]
+    monkeypatch.setitem(dataset_files.CATALOG, "cifar10", dataclasses.replace(
+        cifar, archive=dataset_files.Archive(cifar.archive.name, len(archive), md5(archive)),
+        files=tuple(dataset_files.DataFile(f.name, len(b := (batches / f.name).read_bytes()), md5(b))
+                    for f in cifar.files)))
     with serve(served) as url:
-        for dataset in checksums:
-            monkeypatch.setitem(data.MIRRORS, dataset, url)
-            monkeypatch.setitem(data.CHECKSUMS, dataset, checksums[dataset])
-        yield arrays
+        yield url, arrays
 
 
-def test_download_fetches_verifies_and_places_the_files(tmp_path, mirror, monkeypatch):
+def test_load_dataset_downloads_only_when_allowed_and_reports_its_progress(tmp_path, mirror):
+    url, arrays = mirror
     root = tmp_path / "data"
     with pytest.raises(DatasetMissing):
-        load_dataset(config(dataset="fashion_mnist"), root)  # download not allowed: nothing fetched
+        load_dataset(config(dataset="fashion_mnist"), root, mirrors=[url])  # download not allowed: nothing fetched
     assert not root.exists()
 
-    splits = load_dataset(config(dataset="fashion_mnist", input_scaling="raw"), root, download=True)
+    reports = []
+    splits = load_dataset(config(dataset="fashion_mnist", input_scaling="raw"), root, download=True, mirrors=[url],
+                          on_progress=lambda done, total: reports.append((done, total)))
     folder = root / "FashionMNIST" / "raw"
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.gz" for n in data.IDX_FILES.values())
-    assert torch.equal(splits.train_x[:, 0], torch.from_numpy(mirror["train-images-idx3-ubyte"]).float())
-    # Present files are not fetched again.
-    monkeypatch.setitem(data.MIRRORS, "fashion_mnist", "http://127.0.0.1:9/unreachable/")
-    assert load_dataset(config(dataset="fashion_mnist"), root, download=True).test_x.shape[0] == 15
+    assert torch.equal(splits.train_x[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]).float())
+    served = sum(p.stat().st_size for p in (tmp_path / "mirror" / "fashion_mnist").iterdir())
+    assert reports[-1] == (served, served) and reports[0] == (0, None), "sizes unknown until the mirror says them"
+    # Present files are not fetched again: no mirror is asked, no progress reported.
+    reports.clear()
+    assert load_dataset(config(dataset="fashion_mnist"), root, download=True, mirrors=["http://127.0.0.1:9/"],
+                        on_progress=lambda *a: reports.append(a)).test_x.shape[0] == 15
+    assert reports == []
 
 
-def test_download_of_cifar10_extracts_the_batches(tmp_path, mirror):
+def test_download_of_cifar10_extracts_the_verified_batches(tmp_path, mirror):
+    url, _ = mirror
     root = tmp_path / "data"
-    splits = load_dataset(config(dataset="cifar10", input_scaling="unit"), root, download=True)
+    splits = load_dataset(config(dataset="cifar10", input_scaling="unit"), root, download=True, mirrors=[url])
     assert splits.train_x.shape == (20, 3, 32, 32) and splits.test_x.shape == (4, 3, 32, 32)
     assert sorted(p.name for p in (root / "cifar-10-batches-py").iterdir()) == sorted(
         [*data.CIFAR_TRAIN_BATCHES, data.CIFAR_TEST_BATCH])
+    # A lost batch is extracted again from the kept archive, without a mirror.
+    (root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    load_dataset(config(dataset="cifar10"), root, download=True, mirrors=["http://127.0.0.1:9/"])
+    assert (root / "cifar-10-batches-py" / "data_batch_3").is_file()
 
 
 def test_a_checksum_mismatch_deletes_the_download(tmp_path, mirror, monkeypatch):
-    wrong = dict(data.CHECKSUMS["fashion_mnist"], **{"t10k-images-idx3-ubyte.gz": "0" * 32})
-    monkeypatch.setitem(data.CHECKSUMS, "fashion_mnist", wrong)
+    url, _ = mirror
+    entry = dataset_files.CATALOG["fashion_mnist"]
+    wrong = [dataclasses.replace(f, md5="0" * 32) if f.name == "t10k-images-idx3-ubyte" else f for f in entry.files]
+    monkeypatch.setitem(dataset_files.CATALOG, "fashion_mnist", dataclasses.replace(entry, files=tuple(wrong)))
     root = tmp_path / "data"
-    with pytest.raises(DownloadError, match="checksum mismatch.*t10k-images-idx3-ubyte.gz.*expected 0{32}"):
-        load_dataset(config(dataset="fashion_mnist"), root, download=True)
+    with pytest.raises(DownloadError, match="t10k-images-idx3-ubyte.gz: checksum mismatch: md5 [0-9a-f]{32}, "
+                                            "expected 0{32} once decompressed"):
+        load_dataset(config(dataset="fashion_mnist"), root, download=True, mirrors=[url])
     folder = root / "FashionMNIST" / "raw"
     assert not any(p.name.startswith(("t10k-images", ".t10k-images")) for p in folder.iterdir())
 
 
-def test_an_unreachable_file_is_a_download_error(tmp_path, mirror, monkeypatch):
-    monkeypatch.setitem(data.MIRRORS, "fashion_mnist", data.MIRRORS["fashion_mnist"] + "nowhere/")
-    with pytest.raises(DownloadError, match="404"):
-        load_dataset(config(dataset="fashion_mnist"), tmp_path / "data", download=True)
+def test_an_unreachable_file_is_a_download_error(tmp_path, mirror):
+    url, _ = mirror
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        load_dataset(config(dataset="fashion_mnist"), tmp_path / "data", download=True, mirrors=[url + "nowhere/"])
     assert not any((tmp_path / "data" / "FashionMNIST" / "raw").iterdir())
 
 
-def test_the_builtin_mirrors_are_the_canonical_ones():
-    assert data.MIRRORS["mnist"] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
-    assert "fashion-mnist" in data.MIRRORS["fashion_mnist"]
-    assert data.MIRRORS["cifar10"] == "https://www.cs.toronto.edu/~kriz/"
-    assert set(data.CHECKSUMS["mnist"]) == {f"{name}.gz" for name in data.IDX_FILES.values()}
+def test_the_engine_reads_the_files_the_catalog_lists():
+    assert data.IDX_FOLDERS == {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw"}
+    assert list(data.IDX_FILES.values()) == dataset_files.CATALOG["mnist"].file_names
+    assert [*data.CIFAR_TRAIN_BATCHES, data.CIFAR_TEST_BATCH] == dataset_files.CATALOG["cifar10"].file_names
+    assert set(dataset_files.CATALOG) | {"synthetic"} == set(DATASETS)

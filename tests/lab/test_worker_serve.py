@@ -60,6 +60,7 @@ class Serve:
         env = {key: value for key, value in os.environ.items() if not key.startswith("IDLAB_")}
         env.update(IDLAB_HEARTBEAT_SECONDS="0.5", IDLAB_STALE_AFTER_SECONDS="3", IDLAB_REAPER_SECONDS="1",
                    IDLAB_TORCH_THREADS="1", PYTHONUNBUFFERED="1")
+        env["IDLAB_DATASET_MIRRORS"] = os.environ["IDLAB_DATASET_MIRRORS"]   # tests/conftest.py's: never outside
         self.log_path = data_dir / "serve.log"
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

@@ -21,9 +21,9 @@ inputs are scaled (`input_scaling`):
 
 Files are parsed with numpy (IDX) or a restricted unpickler (CIFAR batches: only
 the numpy array reconstruction a batch needs is allowed), and the parsed arrays
-are cached in-process, keyed by path, mtime and size. Downloads come from the
-canonical mirrors in `MIRRORS`, are md5-verified against `CHECKSUMS` and moved
-into place atomically; nothing is downloaded unless `download=True`.
+are cached in-process, keyed by path, mtime and size. Which files a dataset is, and
+their digests, is `idlab.dataset_files.CATALOG`; a missing dataset is downloaded from
+its mirrors and verified (`idlab.dataset_download`) when `download=True`.
 """
 
 from __future__ import annotations
@@ -31,23 +31,21 @@ from __future__ import annotations
 import codecs
 import functools
 import gzip
-import hashlib
 import math
 import os
 import pickle
 import struct
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from idlab.config import DATASETS, RunConfig
+from idlab.dataset_download import DownloadError, ProgressCallback, download_dataset
+from idlab.dataset_files import CATALOG, DatasetCorrupt, DatasetMissing
 
 try:  # numpy ≥ 2
     from numpy._core import multiarray as _np_multiarray, numeric as _np_numeric
@@ -58,45 +56,15 @@ except ImportError:  # numpy 1.x
 DATA_DIR_ENV = "IDLAB_DATA_DIR"
 #: The data directory when neither an argument nor IDLAB_DATA_DIR names one.
 DEFAULT_DATA_DIR = "idlab-data"
-#: Environment variable that allows downloading a missing dataset (1/true/yes/on).
-ALLOW_DOWNLOAD_ENV = "IDLAB_ALLOW_DOWNLOAD"
-HOW_TO_ALLOW_DOWNLOAD = f"or allow download (--download / {ALLOW_DOWNLOAD_ENV}=1)"
+HOW_TO_DOWNLOAD = "or let the lab download it: IDLAB_ALLOW_DOWNLOAD=1 (the default), or `idlab data fetch {name}`"
 
-IDX_FOLDERS = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw"}
-IDX_FILES = {  # role → file name (without .gz)
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-CIFAR_FOLDER = "cifar-10-batches-py"
-CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR_TEST_BATCH = "test_batch"
-CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
-
-#: Where downloads come from (overridable, e.g. by tests serving fixtures locally).
-MIRRORS = {
-    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "cifar10": "https://www.cs.toronto.edu/~kriz/",
-}
-#: md5 of every file downloaded (the values torchvision verifies).
-CHECKSUMS = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
-    "fashion_mnist": {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    },
-    "cifar10": {CIFAR_ARCHIVE: "c58f30108f718f92721af3b95e74349a"},
-}
-DOWNLOAD_TIMEOUT_S = 60
+IDX_FOLDERS = {name: CATALOG[name].folder for name in ("mnist", "fashion_mnist")}
+IDX_FILES = dict(zip(("train_images", "train_labels", "test_images", "test_labels"),  # role → file name (without .gz)
+                     CATALOG["mnist"].file_names))
+CIFAR_FOLDER = CATALOG["cifar10"].folder
+CIFAR_TRAIN_BATCHES = tuple(CATALOG["cifar10"].file_names[:-1])
+CIFAR_TEST_BATCH = CATALOG["cifar10"].file_names[-1]
+CIFAR_ARCHIVE = CATALOG["cifar10"].archive.name
 
 
 #: uint8 train images (N, C, H, W), train labels, test images, test labels: a dataset before scaling.
@@ -113,39 +81,33 @@ class Splits:
     test_y: torch.Tensor
 
 
-class DatasetMissing(FileNotFoundError):
-    """A dataset's files are not in the data directory (and download was not allowed)."""
-
-    def __init__(self, message: str, directory: Path, files: list[str]):
-        super().__init__(message)
-        self.directory = directory
-        self.files = files
-
-
-class DatasetCorrupt(ValueError):
-    """A dataset file exists but is not what it should be."""
-
-
-class DownloadError(RuntimeError):
-    """A download failed or its checksum did not match (the partial file is deleted)."""
+__all__ = ["DatasetCorrupt", "DatasetMissing", "DownloadError", "Splits", "load_dataset"]
 
 
 # ---- the entry point ------------------------------------------------------------------
 
 
-def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download: bool = False) -> Splits:
+def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download: bool = False,
+                 on_progress: ProgressCallback | None = None, mirrors: Sequence[str] | None = None) -> Splits:
     """The splits of `config.dataset`, cut to `train_size` / `test_size` and scaled by `input_scaling`.
 
     `data_dir` None means $IDLAB_DATA_DIR, else ./idlab-data. A missing dataset is
-    downloaded when `download` is true and raises `DatasetMissing` otherwise.
+    downloaded when `download` is true (from `mirrors`, setting entries; None: the lab's
+    setting IDLAB_DATASET_MIRRORS), reporting `on_progress(bytes done, total bytes or None)`
+    while it does, and raises `DatasetMissing` otherwise; `DownloadError` when no mirror
+    served it.
     """
     name = config.dataset
     if name == "synthetic":
         arrays = synthetic_arrays()
     else:
         root = resolve_data_dir(data_dir)
-        if download:
-            download_dataset(name, root)
+        if download and CATALOG[name].missing(root):
+            if mirrors is None:
+                from backend.settings import get_settings
+
+                mirrors = get_settings().dataset_mirrors
+            download_dataset(name, root, mirrors, on_progress)
         if name in IDX_FOLDERS:
             arrays = read_idx_dataset(name, root)
         elif name == "cifar10":
@@ -165,11 +127,6 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
     return Path(data_dir).expanduser()
-
-
-def download_allowed(flag: bool = False) -> bool:
-    """Whether a missing dataset may be downloaded: the --download flag or IDLAB_ALLOW_DOWNLOAD=1."""
-    return flag or os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 # ---- scaling --------------------------------------------------------------------------
@@ -228,7 +185,7 @@ def read_idx_dataset(name: str, root: Path) -> Arrays:
         expected = ", ".join(f"{f}[.gz]" for f in IDX_FILES.values())
         raise DatasetMissing(
             f"dataset {name!r} not found: put the IDX files {expected} (raw or gzip-compressed) in "
-            f"{folder.resolve()} — missing: {', '.join(missing)} — {HOW_TO_ALLOW_DOWNLOAD}",
+            f"{folder.resolve()} — missing: {', '.join(missing)} — {HOW_TO_DOWNLOAD.format(name=name)}",
             folder, list(IDX_FILES.values()))
     spec = DATASETS[name]
     splits = []
@@ -300,7 +257,7 @@ def read_cifar10(root: Path) -> Arrays:
         raise DatasetMissing(
             f"dataset 'cifar10' not found: put the python batches {', '.join(names)} in {folder.resolve()} "
             f"(extract {CIFAR_ARCHIVE} from https://www.cs.toronto.edu/~kriz/cifar.html into "
-            f"{root.resolve()}) — missing: {', '.join(missing)} — {HOW_TO_ALLOW_DOWNLOAD}",
+            f"{root.resolve()}) — missing: {', '.join(missing)} — {HOW_TO_DOWNLOAD.format(name='cifar10')}",
             folder, names)
     train = [read_cifar_batch(folder / n) for n in CIFAR_TRAIN_BATCHES]
     test_images, test_labels = read_cifar_batch(folder / CIFAR_TEST_BATCH)
@@ -417,89 +374,3 @@ def synthetic_arrays() -> Arrays:
         array.setflags(write=False)
     t = spec.train_size
     return images[:t], labels[:t], images[t:], labels[t:]
-
-
-# ---- download -------------------------------------------------------------------------
-
-
-def download_dataset(name: str, root: str | os.PathLike) -> None:
-    """Fetch whatever of `name` is missing under `root` from MIRRORS[name], md5-verified.
-
-    mnist / fashion_mnist: each missing IDX file as <folder>/<file>.gz.
-    cifar10: cifar-10-python.tar.gz into root (kept), then its batches extracted
-    into root/cifar-10-batches-py/ (only those regular files; never arbitrary paths).
-    """
-    root = Path(root)
-    base = MIRRORS[name]
-    if name in IDX_FOLDERS:
-        folder = root / IDX_FOLDERS[name]
-        for file_name in IDX_FILES.values():
-            if not ((folder / file_name).is_file() or (folder / f"{file_name}.gz").is_file()):
-                gz = f"{file_name}.gz"
-                fetch(base + gz, folder / gz, CHECKSUMS[name][gz])
-    elif name == "cifar10":
-        folder = root / CIFAR_FOLDER
-        wanted = [*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH]
-        if all((folder / n).is_file() for n in wanted):
-            return
-        archive = root / CIFAR_ARCHIVE
-        md5 = CHECKSUMS[name][CIFAR_ARCHIVE]
-        if not (archive.is_file() and file_md5(archive) == md5):
-            fetch(base + CIFAR_ARCHIVE, archive, md5)
-        extract_cifar_batches(archive, folder, wanted)
-    else:
-        raise ValueError(f"dataset {name!r} cannot be downloaded")
-
-
-def fetch(url: str, destination: Path, md5: str) -> None:
-    """Download url to destination atomically (a temporary file beside it, renamed once its md5 matches)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
-    try:
-        digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(descriptor, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 - fixed mirrors
-                    while chunk := response.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError) as error:
-                raise DownloadError(f"downloading {url} failed: {error}") from error
-        if digest.hexdigest() != md5:
-            raise DownloadError(f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {md5}; "
-                                f"the download was deleted (a corrupted transfer or a changed mirror)")
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def extract_cifar_batches(archive: Path, folder: Path, names: list[str]) -> None:
-    """Copy cifar-10-batches-py/<name> for each name out of the tarball, each written atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for name in names:
-                member = tar.getmember(f"{CIFAR_FOLDER}/{name}")
-                source = tar.extractfile(member) if member.isfile() else None
-                if source is None:
-                    raise DatasetCorrupt(f"{archive}: {member.name} is not a regular file")
-                descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-                try:
-                    with os.fdopen(descriptor, "wb") as out, source:
-                        while chunk := source.read(1 << 20):
-                            out.write(chunk)
-                    os.replace(temporary, folder / name)
-                finally:
-                    if os.path.exists(temporary):
-                        os.unlink(temporary)
-    except (tarfile.TarError, KeyError, EOFError, zlib.error) as error:
-        raise DatasetCorrupt(f"{archive}: cannot extract the CIFAR-10 batches ({error!r}); delete it and retry") from error
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
