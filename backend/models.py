@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        TypeDecorator, UniqueConstraint)
+                        TypeDecorator, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Integer primary keys that autoincrement on SQLite and Postgres alike.
@@ -56,6 +56,8 @@ class Experiment(Base):
     # kind "search": {"d_start", "tolerance", "d_max", "max_rounds"} (backend.analysis.search.Parameters)
     search: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Hidden from the lists (its runs too) unless asked for; nothing else changes.
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     runs: Mapped[list["Run"]] = relationship(back_populates="experiment", order_by="Run.id")
     search_groups: Mapped[list["SearchGroup"]] = relationship(order_by="SearchGroup.position",
@@ -116,6 +118,8 @@ class Run(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
     # The batch its latest execution trained in (runs trained together share it; None when trained alone).
     batch_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Hidden from the runs list unless asked for (as are the runs of an archived experiment).
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     experiment: Mapped[Experiment | None] = relationship(back_populates="runs")
 
@@ -193,3 +197,23 @@ class Worker(Base):
     current_batch: Mapped[list | None] = mapped_column(JSON, nullable=True)   # the run ids it trains together
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The answer to a POST sent with an Idempotency-Key header, kept so that a client retrying the
+    same request gets the same answer (the same ids) instead of creating its resources again.
+
+    Stored in the transaction that creates the resources: the unique (key, endpoint) makes a
+    concurrent duplicate fail its commit, and with it everything it would have created.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("key", "endpoint", name="uq_idempotency_keys_key_endpoint"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(100))         # e.g. "POST /api/runs"
+    request_hash: Mapped[str] = mapped_column(String(64))      # sha256 of the canonical request
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -13,10 +13,10 @@ import types
 from typing import Annotated, Literal, Union, get_args, get_origin
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Numeric, cast, or_
+from sqlalchemy import ColumnElement, Numeric, cast, exists, or_
 from starlette.datastructures import QueryParams
 
-from backend.models import Run
+from backend.models import Experiment, Run
 from backend.validation import echo, error, reject
 from idlab.config import RunConfig
 
@@ -63,6 +63,17 @@ def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
     if errors:
         raise reject(errors)
     return conditions
+
+
+def archived_condition(archived: str) -> ColumnElement[bool] | None:
+    """The `archived` parameter of the runs list: "false" (the default) hides archived runs and the runs
+    of archived experiments, "true" shows only those, "all" both."""
+    if archived == "all":
+        return None
+    # EXISTS rather than IN: a run without an experiment (experiment_id NULL) must count as not archived.
+    hidden = or_(Run.archived.is_(True),
+                 exists().where(Experiment.id == Run.experiment_id, Experiment.archived.is_(True)))
+    return hidden if archived == "true" else ~hidden
 
 
 def json_scalar(field: str, kind: type) -> ColumnElement:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API reads, in bytes (1 MiB); "
                                    "a larger one is refused with 413 before it is parsed.")
     max_experiment_runs: int = Field(1000, ge=1, description="Most runs one experiment request may queue (grid × seeds + baselines).")
+    idempotency_key_hours: float = Field(24.0, gt=0, le=24 * 365, description=(
+        "How long the answer to a POST sent with an Idempotency-Key is kept: a repeat within it gets the "
+        "same answer and creates nothing; after it, the key may be used again."))
     sse_poll_seconds: float = Field(0.3, gt=0, le=10, description="How often an open event stream looks for new points and status changes.")
     sse_ping_seconds: float = Field(15.0, gt=0, description="Keep-alive comment interval of event streams (proxies drop silent connections).")
     sse_max_streams: int = Field(100, ge=1, description="Most event streams the API serves at once; one more is refused with 503.")

@@ -15,6 +15,8 @@
     lab.summary(sweep)      # one row per group × d: mean, std, n, d_int90 and its interval, baseline, threshold
     lab.export(sweep)       # one row per run: config.<field>, final.<metric>
     lab.runs(experiment_id=sweep["id"], status="failed")
+    lab.archive(sweep)      # hidden from the lists (lab.runs(archived="all") shows it); lab.unarchive(sweep)
+    lab.delete_experiment(sweep)                   # with its runs, their points and artifacts
 
     # Let the lab search d_int90 per augmentation instead of sweeping a grid of d:
     search = lab.submit_experiment("search", base={"dataset": "mnist", "epochs": 5},
@@ -29,6 +31,10 @@ answers become the same exception. An experiment request takes whatever the API'
 experiment schema accepts: keywords beyond name, base, grid, seeds and baseline are
 sent as they are.
 
+submit_run and submit_experiment send an Idempotency-Key, one per call: when the lab does not answer
+(a timeout, a dropped connection, a 502/503/504), the call is sent again with the same key, up to
+`Lab(retries=…)` times, and the lab answers the first request's result instead of queueing it twice.
+
 Single resources come back as the API's JSON (dicts); tables as pandas DataFrames.
 Only httpx (and pydantic) is needed to import this module; pandas for the tables, and tqdm, when
 installed, draws the progress bars (`pip install 'idlab[client]'` brings all three).
@@ -42,6 +48,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -67,6 +74,10 @@ PAGE_SIZE = 1000
 #: The most grid points checked here before sending; the lab refuses more than its limit anyway.
 MAX_CHECKED_GRID_POINTS = 1000
 TEXT_PROGRESS_SECONDS = 10.0
+#: Answers after which a request sent with an Idempotency-Key is sent again: the lab may not have got it.
+RETRY_STATUSES = (502, 503, 504)
+#: Seconds before the first retry; doubled for each next one.
+RETRY_BACKOFF_SECONDS = 0.5
 
 
 # ---- errors --------------------------------------------------------------------------------------
@@ -171,12 +182,15 @@ def _config_dict(config: Mapping[str, Any] | RunConfig | None) -> dict[str, Any]
 
 class Lab:
     """The lab at `url`. `token` is its API token (default: $IDLAB_API_TOKEN), needed for calls that
-    change something when the lab sets one; `timeout` bounds each HTTP request, in seconds."""
+    change something when the lab sets one; `timeout` bounds each HTTP request, in seconds; `retries`
+    is how often a submission is sent again (with its Idempotency-Key) when the lab does not answer."""
 
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 30.0,
+                 retries: int = 2) -> None:
         self.url = url.rstrip("/")
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.timeout = timeout
+        self.retries = retries
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self._http = httpx.Client(base_url=self.url + "/api", headers=headers, timeout=timeout)
         self._dense_budget_mb: float | None = None
@@ -196,10 +210,36 @@ class Lab:
     # ---- HTTP ---------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, params: Any = None, json: Any = None, what: str = "the request",
-                accept: tuple[int, ...] = ()) -> httpx.Response:
-        """`method` on /api`path`; an error answer becomes the matching LabError (`what` names the payload)."""
+                accept: tuple[int, ...] = (), idempotency_key: str | None = None) -> httpx.Response:
+        """`method` on /api`path`; an error answer becomes the matching LabError (`what` names the payload).
+
+        With `idempotency_key`, the request carries it, and is sent again with the same key (up to
+        `retries` times, waiting longer each time) when no answer came or the lab answered 502/503/504:
+        the lab answers a repeat with the first result, so nothing is created twice."""
+        if idempotency_key is None:
+            return self._send(method, path, params, json, what, accept, None)
+        failure: LabError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            try:
+                response = self._send(method, path, params, json, what, accept + RETRY_STATUSES, idempotency_key)
+            except LabConnectionError as exc:
+                failure = exc
+                continue
+            if response.status_code in RETRY_STATUSES and response.status_code not in accept:
+                failure = self._error(response, method, path, what)
+                continue
+            return response
+        assert failure is not None
+        note = f" (sent {self.retries + 1} times with the same Idempotency-Key)" if self.retries else ""
+        raise type(failure)(f"{failure}{note}", failure.status_code, failure.detail)
+
+    def _send(self, method: str, path: str, params: Any, json: Any, what: str, accept: tuple[int, ...],
+              idempotency_key: str | None) -> httpx.Response:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = self._http.request(method, path, params=params, json=json, headers=headers)
         except httpx.TimeoutException:
             raise LabConnectionError(f"the lab at {self.url} did not answer {method} /api{path} within "
                                      f"{self.timeout:g} s (Lab(timeout=…) allows longer)") from None
@@ -255,13 +295,17 @@ class Lab:
     # ---- runs -----------------------------------------------------------------------------------
 
     def submit_run(self, config: Mapping[str, Any] | RunConfig | None = None, /, *, validate: bool = True,
-                   **fields: Any) -> dict:
+                   idempotency_key: str | None = None, **fields: Any) -> dict:
         """Queue one run: `config` (a mapping or a RunConfig) and/or its fields as keywords; omitted
-        fields take their defaults. Checked here first unless validate=False. Returns the run."""
+        fields take their defaults. Checked here first unless validate=False. Returns the run.
+
+        Sent with an Idempotency-Key (a new UUID per call, or `idempotency_key`: the same key again, even
+        from another process within a day, returns the same run instead of queueing a second one)."""
         raw = {**_config_dict(config), **fields}
         if validate:
             check_run_config(raw, self.dense_budget_mb())
-        return self.request("POST", "/runs", json=raw, what="the run config").json()
+        return self.request("POST", "/runs", json=raw, what="the run config",
+                            idempotency_key=idempotency_key or str(uuid.uuid4())).json()
 
     def run(self, run: int | Mapping) -> dict:
         """A run: config, status, timings, D, k, d, progress, final metrics, error."""
@@ -275,20 +319,32 @@ class Lab:
         """Queue a failed, cancelled or diverged run again. LabConflict otherwise."""
         return self.request("POST", f"/runs/{_id(run)}/retry").json()
 
+    def delete_run(self, run: int | Mapping) -> None:
+        """Delete a finished run with its points and artifacts. LabConflict while it is queued or running
+        (cancel it first, and wait for a running one to stop), or while a queued or running run samples
+        its P from it (p_init from_run:<id>)."""
+        self.request("DELETE", f"/runs/{_id(run)}")
+
+    def archive_run(self, run: int | Mapping, archived: bool = True) -> dict:
+        """Hide the run from runs() (archived=False shows it again); nothing is deleted. Returns the run."""
+        return self.request("PATCH", f"/runs/{_id(run)}", json={"archived": archived}).json()
+
     def distributions(self, run: int | Mapping) -> dict:
         """Histograms of P (per feature block) and θ_d, at initialisation and after training."""
         return self._get(f"/runs/{_id(run)}/distributions")
 
     def runs(self, *, status: str | Iterable[str] | None = None, experiment_id: int | None = None,
              role: str | None = None, config: Mapping[str, Any] | None = None, limit: int | None = None,
-             sort: str = "-id") -> pandas.DataFrame:
+             sort: str = "-id", archived: bool | str = False) -> pandas.DataFrame:
         """Runs as a DataFrame, newest first, one row per run: run_id, experiment_id, role, status, …,
         `config.<field>` for every run-config field and `final.<metric>` for every final metric
         (the columns of `export`). `config={"projection": "fastfood", "d": [750, 1000]}` filters on
         config fields (a list means any of them); `limit` caps the rows (all by default); `sort` orders
-        them across all pages, as the API does (`"-metrics.test_acc"`, `"config.d"`, `"status"`, …)."""
+        them across all pages, as the API does (`"-metrics.test_acc"`, `"config.d"`, `"status"`, …).
+        Archived runs, and the runs of archived experiments, are left out unless `archived` is True (only
+        them) or "all"."""
         pd = _pandas()
-        params: list[tuple[str, Any]] = [("sort", sort)]
+        params: list[tuple[str, Any]] = [("sort", sort), ("archived", _archived(archived))]
         params += [("status", s) for s in ([status] if isinstance(status, str) else status or [])]
         if experiment_id is not None:
             params.append(("experiment_id", experiment_id))
@@ -334,12 +390,15 @@ class Lab:
 
     def submit_experiment(self, name: str, base: Mapping[str, Any] | RunConfig | None = None,
                           grid: Mapping[str, list] | None = None, seeds: list[int] | None = None,
-                          baseline: bool | float = False, *, validate: bool = True, **extra: Any) -> dict:
+                          baseline: bool | float = False, *, validate: bool = True, idempotency_key: str | None = None,
+                          **extra: Any) -> dict:
         """Queue a sweep: base × grid × seeds (+ one direct-training baseline per seed when baseline is
         True; a number is a global baseline accuracy). Any further keyword the API's experiment request
-        accepts is sent as given. Returns the experiment with its `run_ids`."""
+        accepts is sent as given. Returns the experiment with its `run_ids`. Sent with an Idempotency-Key,
+        as submit_run is."""
         body = self._experiment_request(name, base, grid, seeds, baseline, extra, validate)
-        return self.request("POST", "/experiments", json=body, what="the experiment").json()
+        return self.request("POST", "/experiments", json=body, what="the experiment",
+                            idempotency_key=idempotency_key or str(uuid.uuid4())).json()
 
     def preview_experiment(self, name: str, base: Mapping[str, Any] | RunConfig | None = None,
                            grid: Mapping[str, list] | None = None, seeds: list[int] | None = None,
@@ -398,23 +457,26 @@ class Lab:
         """An experiment: its request as stored, run counts per status, and its runs (id, status, role)."""
         return self._get(f"/experiments/{_id(experiment)}")
 
-    def experiments(self, limit: int | None = None) -> pandas.DataFrame:
+    def experiments(self, limit: int | None = None, archived: bool | str = False) -> pandas.DataFrame:
         """Experiments, newest first: experiment_id, name, created_at, run_count, a column per run status
-        present, base, grid, seeds, baseline (mode)."""
+        present, base, grid, seeds, baseline (mode), archived. Archived experiments are left out unless
+        `archived` is True (only them) or "all"."""
         pd = _pandas()
         items: list[dict] = []
         while limit is None or len(items) < limit:
             size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(items))
-            page = self._get("/experiments", limit=size, offset=len(items))
+            page = self._get("/experiments", limit=size, offset=len(items), archived=_archived(archived))
             items += page["items"]
             if not page["items"] or len(items) >= page["total"]:
                 break
         statuses = [s for s in ("queued", "running", *FINISHED) if any(s in e["counts"] for e in items)]
         rows = [{"experiment_id": e["id"], "name": e["name"], "created_at": e["created_at"],
                  "run_count": e["run_count"], **{s: e["counts"].get(s, 0) for s in statuses},
-                 "base": e["base"], "grid": e["grid"], "seeds": e["seeds"], "baseline": e["baseline"]["mode"]}
+                 "base": e["base"], "grid": e["grid"], "seeds": e["seeds"], "baseline": e["baseline"]["mode"],
+                 "archived": e.get("archived", False)}
                 for e in items]
-        columns = ["experiment_id", "name", "created_at", "run_count", *statuses, "base", "grid", "seeds", "baseline"]
+        columns = ["experiment_id", "name", "created_at", "run_count", *statuses, "base", "grid", "seeds", "baseline",
+                   "archived"]
         return _parse_times(pd.DataFrame(rows, columns=columns))
 
     def summary(self, experiment: int | Mapping, raw: bool = False) -> pandas.DataFrame | dict:
@@ -481,6 +543,32 @@ class Lab:
                     pass  # it finished meanwhile
         return cancelled
 
+    def delete_experiment(self, experiment: int | Mapping) -> None:
+        """Delete the experiment with all its runs (their points and artifacts). LabConflict while any of
+        its runs is queued or running: cancel_experiment first, and wait for the running ones to stop."""
+        self.request("DELETE", f"/experiments/{_id(experiment)}")
+
+    def archive_experiment(self, experiment: int | Mapping, archived: bool = True) -> dict:
+        """Hide the experiment from experiments() and its runs from runs() (archived=False shows them
+        again); nothing is deleted and its runs go on. Returns the experiment."""
+        return self.request("PATCH", f"/experiments/{_id(experiment)}", json={"archived": archived}).json()
+
+    def archive(self, target: Mapping) -> dict:
+        """Archive what the lab returned: a run (archive_run) or an experiment (archive_experiment)."""
+        return self._archive(target, True)
+
+    def unarchive(self, target: Mapping) -> dict:
+        """Show an archived run or experiment (as the lab returned it) in the lists again."""
+        return self._archive(target, False)
+
+    def _archive(self, target: Mapping, archived: bool) -> dict:
+        kind = _kind(target)
+        if kind is None:
+            raise TypeError("archive() and unarchive() take a run or an experiment as the lab returned it; for a "
+                            "bare id use archive_run(id) or archive_experiment(id) (archived=False to unarchive)")
+        method = self.archive_experiment if kind == "experiment" else self.archive_run
+        return method(target["id"], archived)
+
     # ---- waiting ----------------------------------------------------------------------------------
 
     def wait(self, target: Mapping, timeout: float | None = None, quiet: bool = False,
@@ -488,11 +576,11 @@ class Lab:
         """Wait for what submit_run / submit_experiment (or run / experiment) returned to finish, with a
         progress bar unless quiet; returns the finished run, or the experiment with its runs. A failed
         run is returned, not raised: look at its status and error. LabTimeout after `timeout` seconds."""
-        if isinstance(target, Mapping) and "id" in target:
-            if "run_ids" in target or "run_count" in target:
-                return self.wait_experiment(target["id"], timeout, quiet, poll_seconds)
-            if "config" in target and "status" in target:
-                return self.wait_run(target["id"], timeout, quiet, poll_seconds)
+        kind = _kind(target)
+        if kind == "experiment":
+            return self.wait_experiment(target["id"], timeout, quiet, poll_seconds)
+        if kind == "run":
+            return self.wait_run(target["id"], timeout, quiet, poll_seconds)
         raise TypeError("wait() takes a run or an experiment as the lab returned it (e.g. from submit_run); "
                         "for a bare id use wait_run(id) or wait_experiment(id)")
 
@@ -597,6 +685,23 @@ def _id(thing: int | Mapping) -> int:
     if isinstance(thing, bool) or not isinstance(thing, int):
         raise TypeError(f"expected an id (int) or what the lab returned (a dict with 'id'), not {thing!r}")
     return thing
+
+
+def _kind(target: Any) -> str | None:
+    """"run" or "experiment" for what the lab returned (a dict), None for anything else."""
+    if isinstance(target, Mapping) and "id" in target:
+        if "run_ids" in target or "run_count" in target:
+            return "experiment"
+        if "config" in target and "status" in target:
+            return "run"
+    return None
+
+
+def _archived(value: bool | str) -> str:
+    """The lists' `archived` parameter: False (the default: not archived), True (only archived) or "all"."""
+    if value in (True, False, "all"):
+        return {True: "true", False: "false"}.get(value, "all")
+    raise ValueError(f"archived is True, False or 'all', not {value!r}")
 
 
 def _query_value(value: Any) -> str:

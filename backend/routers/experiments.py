@@ -1,5 +1,5 @@
 """/api/experiments: sweeps of runs (base × grid × seeds + baseline) or searches of d, their summary,
-export and events."""
+export and events; archiving and deleting them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
@@ -21,17 +21,20 @@ from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SettingsDep
 from backend.events import event_stream, experiment_events
 from backend.grid import BASELINE, plan_experiment, search_rounds_at_most
-from backend.models import Experiment, Run, SearchGroup
-from backend.routers.runs import enqueue
+from backend.models import FINISHED, Experiment, Run, SearchGroup
+from backend.routers.replay import IdempotencyKeyHeader, Idempotent, commit
+from backend.routers.runs import active_references, enqueue, reference_refusal
 from backend.schemas.common import MAX_ID, json_safe
 from backend.schemas.experiments import (
     ExperimentCreate,
     ExperimentCreated,
     ExperimentDetail,
+    ExperimentOut,
     ExperimentPage,
     RunBrief,
     SummaryOut,
 )
+from backend.schemas.runs import ArchivedFilter, ArchivedPatch
 from backend.validation import echo, error, from_run_problem, reject
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -97,20 +100,30 @@ def describe(experiment: Experiment, counts: dict[str, int]) -> dict:
             "search": experiment.search, "created_at": experiment.created_at,
             "base": experiment.base_config, "grid": experiment.grid, "seeds": experiment.seeds,
             "baseline": experiment.baseline or {"mode": None, "value": None},
-            "run_count": sum(counts.values()), "counts": counts}
+            "run_count": sum(counts.values()), "counts": counts, "archived": bool(experiment.archived)}
 
 
-@router.post("", status_code=201, response_model=ExperimentCreated, dependencies=WRITE, summary="Launch a sweep")
+@router.post("", status_code=201, response_model=ExperimentCreated, dependencies=WRITE, summary="Launch a sweep",
+             responses={422: {"description": "An invalid request, or an Idempotency-Key used before for a "
+                                             "different request."}})
 def create_experiment(request: ExperimentCreate, session: SessionDep, settings: SettingsDep,
                       celery: CeleryDep, dry_run: Annotated[bool, Query(
                           description="Validate and expand only: answer the runs it would queue, their sizes "
-                                      "and memory, and store nothing.")] = False) -> dict | JSONResponse:
+                                      "and memory, and store nothing.")] = False,
+                      idempotency_key: IdempotencyKeyHeader = None) -> dict | JSONResponse:
     """Expand base × grid × seeds (+ one direct-training run per seed when `baseline` is true),
     validate every run, store them all and queue them; nothing is stored if any run is invalid.
 
     With `search`, the grid's combinations are groups whose d is searched: what is queued now is
     round 1 (every group at search.d_start × seeds) and the baselines; each next round is queued
-    as the previous one finishes."""
+    as the previous one finishes.
+
+    With an `Idempotency-Key` header, a repeat of the same request answers the first answer again
+    (the same experiment and run ids) and queues nothing. A dry run stores nothing and ignores the key."""
+    keyed = None if dry_run else Idempotent.of(session, settings, idempotency_key, "POST /api/experiments",
+                                               request.model_dump(mode="json"))
+    if keyed is not None and (earlier := keyed.earlier()) is not None:
+        return earlier
     plan = plan_experiment(request, settings)
     check_from_runs(session, request, plan)
     if dry_run:
@@ -124,11 +137,22 @@ def create_experiment(request: ExperimentCreate, session: SessionDep, settings: 
     if plan.search is not None:
         session.flush()
         session.add_all(search_rounds.first_round(plan, runs))
-    session.commit()
+    counts = dict(Counter(run.status for run in runs))
+    if keyed is not None:
+        session.flush()
+        answer = ExperimentCreated.model_validate(
+            {**describe(experiment, counts), "run_ids": [run.id for run in runs]}).model_dump(mode="json")
+        keyed.keep(201, answer)
+    if (winner := commit(session, keyed)) is not None:
+        return winner
     # Baselines first: every group's threshold waits for them.
     warnings = [w for run in sorted(runs, key=lambda r: r.role != BASELINE) for w in enqueue(celery, run)]
-    counts = dict(Counter(run.status for run in runs))
     notes = [f"{len(warnings)} of {len(runs)} runs: {warnings[0]}"] if warnings else []
+    if keyed is not None:
+        if notes:   # the replay must tell of the broker's failure too
+            keyed.keep(201, {**answer, "warnings": notes})
+            session.commit()
+        return JSONResponse({**answer, "warnings": notes}, status_code=201)
     return {**describe(experiment, counts), "run_ids": [run.id for run in runs], "warnings": notes}
 
 
@@ -137,10 +161,14 @@ def list_experiments(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    archived: Annotated[ArchivedFilter, Query(description=(
+        "false: hide archived experiments (the default); true: only those; all: every experiment."))] = "false",
 ) -> dict:
     """Experiments, newest first, each with its number of runs per status."""
-    total = session.scalar(select(func.count()).select_from(Experiment))
-    experiments = session.scalars(select(Experiment).order_by(Experiment.id.desc()).limit(limit).offset(offset)).all()
+    conditions = [] if archived == "all" else [Experiment.archived.is_(archived == "true")]
+    total = session.scalar(select(func.count()).select_from(Experiment).where(*conditions))
+    experiments = session.scalars(select(Experiment).where(*conditions).order_by(Experiment.id.desc())
+                                  .limit(limit).offset(offset)).all()
     counts = status_counts(session, [e.id for e in experiments])
     return {"items": [describe(e, counts[e.id]) for e in experiments], "total": total, "limit": limit, "offset": offset}
 
@@ -153,6 +181,54 @@ def read_experiment(experiment_id: ExperimentId, session: SessionDep) -> dict:
     counts = dict(Counter(run.status for run in runs))
     return {**describe(experiment, counts), "run_ids": [run.id for run in runs],
             "runs": [RunBrief(id=run.id, status=run.status, role=run.role) for run in runs]}
+
+
+@router.patch("/{experiment_id}", response_model=ExperimentOut, dependencies=WRITE,
+              summary="Archive or unarchive an experiment")
+def update_experiment(experiment_id: ExperimentId, patch: ArchivedPatch, session: SessionDep) -> dict:
+    """`{"archived": true}` hides the experiment from the experiments list and its runs from the runs
+    list (`archived=true|all` shows them); nothing is deleted, and its runs go on if they were running."""
+    experiment = get_experiment(session, experiment_id)
+    experiment.archived = patch.archived
+    session.commit()
+    return describe(experiment, status_counts(session, [experiment_id])[experiment_id])
+
+
+@router.delete("/{experiment_id}", status_code=204, response_class=Response, dependencies=WRITE,
+               summary="Delete an experiment and its runs",
+               responses={409: {"description": "Some of its runs are queued or running (cancel them first), or a "
+                                               "queued or running run elsewhere samples its P from one of them."}})
+def delete_experiment(experiment_id: ExperimentId, session: SessionDep) -> Response:
+    """Delete the experiment with every run of it (their points, envelopes and artifacts) and its search
+    groups. Refused while any of its runs is queued or running: cancel them first (a queued run is
+    cancelled at once, a running one stops at its worker's next check)."""
+    # The experiment's lock (a search's next round is queued under it): no round is added meanwhile.
+    experiment = search_rounds.lock_experiment(session, experiment_id)
+    if experiment is None:
+        session.rollback()
+        raise HTTPException(404, f"experiment {experiment_id} not found")
+    counts = status_counts(session, [experiment_id])[experiment_id]
+    active = {status: n for status, n in counts.items() if status not in FINISHED}
+    if active:
+        session.rollback()
+        described = " and ".join(f"{n} {status}" for status, n in sorted(active.items()))
+        raise HTTPException(409, f"experiment {experiment_id} has {described} run{'s' if sum(active.values()) > 1 else ''}: "
+                                 f"cancel them first (the experiment page's Cancel remaining, or POST "
+                                 f"/api/runs/{{id}}/cancel), then delete it once they have stopped")
+    run_ids = list(session.scalars(select(Run.id).where(Run.experiment_id == experiment_id)))
+    if refusal := reference_refusal(active_references(session, run_ids)):
+        session.rollback()
+        raise HTTPException(409, refusal)
+    # Finished runs only, then none may be left: a run retried meanwhile keeps the experiment (409).
+    # Points, envelopes, artifacts and search groups go by ON DELETE CASCADE.
+    session.execute(delete(Run).where(Run.experiment_id == experiment_id, Run.status.in_(FINISHED)))
+    if session.scalar(select(func.count()).select_from(Run).where(Run.experiment_id == experiment_id)):
+        session.rollback()
+        raise HTTPException(409, f"a run of experiment {experiment_id} was queued again meanwhile: cancel it "
+                                 "first, then delete the experiment")
+    session.execute(delete(Experiment).where(Experiment.id == experiment_id))
+    session.commit()
+    return Response(status_code=204)
 
 
 @router.get("/{experiment_id}/summary", response_model=SummaryOut, summary="Accuracy against d, and d_int90")

@@ -1,4 +1,5 @@
-"""/api/runs: create, list, inspect, cancel and retry runs; their curves, events and distributions."""
+"""/api/runs: create, list, inspect, cancel, retry, archive and delete runs; their curves, events and
+distributions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
@@ -17,11 +18,13 @@ from backend.analysis.downsample import downsample
 from backend.auth import WRITE
 from backend.deps import CeleryDep, SessionDep, SettingsDep
 from backend.events import event_stream, run_events
-from backend.models import STATISTICS_ARTIFACT, Run, RunArtifact
-from backend.run_filters import checked_config_fields, config_conditions
+from backend.models import FINISHED, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
+from backend.routers.replay import IdempotencyKeyHeader, Idempotent, commit
+from backend.run_filters import archived_condition, checked_config_fields, config_conditions
 from backend.run_sorts import sort_order
 from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
-from backend.schemas.runs import DistributionsOut, MetricsOut, RunOut, RunPage, RunRole, RunStatus, SeriesOut
+from backend.schemas.runs import (ArchivedFilter, ArchivedPatch, DistributionsOut, MetricsOut, RunOut, RunPage, RunRole,
+                                  RunStatus, SeriesOut)
 from backend.validation import check_run_config, config_errors, echo, error, from_run_problem, reject
 from worker.celery_app import enqueue_run
 
@@ -54,10 +57,54 @@ def enqueue(celery, run: Run) -> list[str]:
     return []
 
 
-@router.post("", status_code=201, response_model=RunOut, dependencies=WRITE, summary="Queue a run")
+def active_references(session: Session, run_ids: list[int]) -> dict[int, list[int]]:
+    """{run id: the queued or running runs whose p_init is from_run:<that id>}: those read its P
+    statistics when they start, so it must stay until they have."""
+    wanted, found = set(run_ids), {}
+    rows = session.execute(select(Run.id, Run.config["p_init"].as_string()).where(
+        Run.status.in_((QUEUED, RUNNING)), Run.config["p_init"].as_string().like("from_run:%")))
+    for reader, p_init in rows:
+        reference = p_init.removeprefix("from_run:")
+        if reference.isdigit() and int(reference) in wanted and reader not in wanted:
+            found.setdefault(int(reference), []).append(reader)
+    return found
+
+
+def deletion_refusal(run: Run) -> str | None:
+    """Why this run cannot be deleted now (its worker would still write to it), or None."""
+    if run.status == QUEUED:
+        return (f"run {run.id} is queued: cancel it first (POST /api/runs/{run.id}/cancel cancels a queued run "
+                "at once), then delete it")
+    if run.status == RUNNING and run.cancel_requested:
+        return (f"run {run.id} is still running: its cancel was requested and it stops at its worker's next "
+                "check; delete it once its status is cancelled")
+    if run.status == RUNNING:
+        return (f"run {run.id} is running: cancel it first (POST /api/runs/{run.id}/cancel) and delete it once "
+                "it has stopped")
+    return None
+
+
+def reference_refusal(references: dict[int, list[int]]) -> str | None:
+    if not references:
+        return None
+    source, readers = next(iter(references.items()))
+    return (f"run {source} is the source of P (p_init from_run:{source}) of queued or running run"
+            f"{'s' if len(readers) > 1 else ''} {', '.join(map(str, sorted(readers)[:10]))}: delete it once "
+            "they have started training (or cancel them first)")
+
+
+@router.post("", status_code=201, response_model=RunOut, dependencies=WRITE, summary="Queue a run",
+             responses={422: {"description": "An invalid config, or an Idempotency-Key used before for a "
+                                             "different request."}})
 def create_run(config: Annotated[RunConfigJSON, Body()], session: SessionDep, settings: SettingsDep,
-               celery: CeleryDep) -> RunOut:
-    """Validate a run config (every field optional: defaults fill the rest), store it and queue it."""
+               celery: CeleryDep, idempotency_key: IdempotencyKeyHeader = None) -> RunOut | Response:
+    """Validate a run config (every field optional: defaults fill the rest), store it and queue it.
+
+    With an `Idempotency-Key` header, a repeat of the same request answers the first answer again
+    (the same run) and queues nothing."""
+    keyed = Idempotent.of(session, settings, idempotency_key, "POST /api/runs", config)
+    if keyed is not None and (earlier := keyed.earlier()) is not None:
+        return earlier
     try:
         valid = check_run_config(config, settings)
     except ValidationError as exc:
@@ -66,8 +113,20 @@ def create_run(config: Annotated[RunConfigJSON, Body()], session: SessionDep, se
         raise reject([error(("body", "p_init"), problem, input_=echo(valid.p_init))])
     run = lifecycle.new_run(valid)
     session.add(run)
-    session.commit()
-    return RunOut.of(run, enqueue(celery, run))
+    if keyed is None:
+        session.commit()
+        return RunOut.of(run, enqueue(celery, run))
+    session.flush()
+    answer = RunOut.of(run)
+    keyed.keep(201, answer.model_dump(mode="json"))
+    if (winner := commit(session, keyed)) is not None:
+        return winner
+    if warnings := enqueue(celery, run):
+        # The replay must tell of the broker's failure too.
+        answer.warnings += warnings
+        keyed.keep(201, answer.model_dump(mode="json"))
+        session.commit()
+    return answer
 
 
 @router.get("", response_model=RunPage, summary="List runs")
@@ -85,6 +144,9 @@ def list_runs(
         "a value come last."))] = "-id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    archived: Annotated[ArchivedFilter, Query(description=(
+        "false: hide archived runs and the runs of archived experiments (the default); true: only those; "
+        "all: every run."))] = "false",
     config_fields: Annotated[list[str] | None, Query(
         max_length=100, description="Return only these fields of each run's config (repeat the parameter); "
                                     "all of them when absent.")] = None,
@@ -102,6 +164,8 @@ def list_runs(
         conditions.append(Run.role == role)
     if batch_id is not None:
         conditions.append(Run.batch_id == batch_id)
+    if (hidden := archived_condition(archived)) is not None:
+        conditions.append(hidden)
     total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
     runs = session.scalars(select(Run).where(*conditions).order_by(*order).limit(limit).offset(offset)).all()
     page = RunPage(items=[RunOut.of(run, config_fields=fields) for run in runs], total=total, limit=limit,
@@ -114,6 +178,39 @@ def list_runs(
 @router.get("/{run_id}", response_model=RunOut, summary="A run")
 def read_run(run_id: RunId, session: SessionDep) -> RunOut:
     return RunOut.of(get_run(session, run_id))
+
+
+@router.patch("/{run_id}", response_model=RunOut, dependencies=WRITE, summary="Archive or unarchive a run")
+def update_run(run_id: RunId, patch: ArchivedPatch, session: SessionDep) -> RunOut:
+    """`{"archived": true}` hides the run from the runs list (GET /api/runs?archived=true|all shows it);
+    nothing of it is deleted, and it can be read, retried or unarchived as before."""
+    run = get_run(session, run_id)
+    run.archived = patch.archived
+    session.commit()
+    return RunOut.of(run)
+
+
+@router.delete("/{run_id}", status_code=204, response_class=Response, dependencies=WRITE, summary="Delete a run",
+               responses={409: {"description": "The run is queued or running (cancel it first), or a queued or "
+                                               "running run samples its P from it (p_init from_run:<id>)."}})
+def delete_run(run_id: RunId, session: SessionDep) -> Response:
+    """Delete a finished run (succeeded, failed, cancelled or diverged) with its metric points, envelopes
+    and artifacts. A queued run is cancelled first (at once); a running one once it has stopped.
+    Runs that sampled their P from it (p_init from_run:<id>) keep their config; only runs that have
+    yet to read its statistics (queued or running ones) prevent the deletion."""
+    run = get_run(session, run_id)
+    refusal = deletion_refusal(run) or reference_refusal(active_references(session, [run_id]))
+    if refusal:
+        raise HTTPException(409, refusal)
+    # Conditional: a retry between the check and here leaves the run (the database decides). The
+    # points, envelopes and artifacts go by ON DELETE CASCADE (SQLite's foreign keys are on: backend.db).
+    deleted = session.execute(delete(Run).where(Run.id == run_id, Run.status.in_(FINISHED))).rowcount
+    if not deleted:
+        session.rollback()
+        raise HTTPException(409, deletion_refusal(get_run(session, run_id))
+                            or f"run {run_id} changed meanwhile: try again")
+    session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, dependencies=WRITE, summary="Cancel a run",

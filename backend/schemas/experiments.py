@@ -102,6 +102,8 @@ class ExperimentOut(BaseModel):
     baseline: BaselineOut
     run_count: int
     counts: dict[str, int] = Field(description="Runs per status.")
+    archived: bool = Field(False, description="Hidden, with its runs, from the lists unless asked for "
+                                              "(`archived=true|all`).")
 
 
 class ExperimentCreated(ExperimentOut):

@@ -41,6 +41,8 @@ class RunOut(BaseModel):
     cancel_requested: bool
     batch_id: str | None = Field(None, description="The batch its latest execution trained in, with the runs of "
                                                    "`GET /api/runs?batch_id=…`; null when it trained alone.")
+    archived: bool = Field(False, description="Hidden from the runs list unless asked for (`archived=true|all`). "
+                                              "The runs of an archived experiment are hidden too, whatever theirs.")
     warnings: list[str] = Field(default_factory=list, description="Valid but questionable choices in the config.")
 
     @classmethod
@@ -56,12 +58,25 @@ class RunOut(BaseModel):
             started_at=run.started_at, finished_at=run.finished_at, heartbeat_at=run.heartbeat_at,
             duration_seconds=lifecycle.duration_seconds(run), D=run.D, k=run.k, d=run.d,
             progress=json_safe(run.progress or {}), final_metrics=json_safe(run.final_metrics or {}), error=run.error,
-            cancel_requested=run.cancel_requested, batch_id=run.batch_id, warnings=warnings,
+            cancel_requested=run.cancel_requested, batch_id=run.batch_id, archived=bool(run.archived), warnings=warnings,
         )
 
 
 class RunPage(Page[RunOut]):
     pass
+
+
+#: Which runs or experiments a list shows: not archived (the default), archived, or all.
+ArchivedFilter = Literal["false", "true", "all"]
+
+
+class ArchivedPatch(BaseModel):
+    """PATCH /api/runs/{id} and /api/experiments/{id}: what can change after creation."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"archived": True}]})
+
+    archived: bool = Field(strict=True, description="true hides it from the lists (nothing is deleted); false "
+                                                    "shows it again.")
 
 
 class SeriesOut(BaseModel):

@@ -266,13 +266,18 @@ export async function renderExperimentPage(root, experimentId) {
 
   // ---- header ----
   const countsBox = h("span.nowrap");
+  const archivedTag = h("span.tag.hidden", { title: "Hidden from the experiments and runs lists" }, "archived");
+  const archiveButton = h("button", { onclick: toggleArchived, dataset: { action: "archive" } });
   const head = h("div.page-head",
-    h("h1", experiment.name), h("span.muted", `#${experiment.id} · ${fmtTime(experiment.created_at)}`), countsBox,
+    h("h1", experiment.name), h("span.muted", `#${experiment.id} · ${fmtTime(experiment.created_at)}`), archivedTag, countsBox,
     h("div.actions",
       h("a.btn", { href: `/api/experiments/${experiment.id}/export?format=csv`, download: `experiment-${experiment.id}.csv`, dataset: { export: "csv" } }, "Export CSV"),
       h("a.btn", { href: `/api/experiments/${experiment.id}/export?format=json`, download: `experiment-${experiment.id}.json`, dataset: { export: "json" } }, "Export JSON"),
       h("a.btn", { href: `#/new?clone_experiment=${experiment.id}` }, "Clone into form"),
-      h("button.danger", { onclick: cancelRemaining, title: "Cancel every queued or running run of this experiment" }, "Cancel remaining")));
+      h("button.danger", { onclick: cancelRemaining, title: "Cancel every queued or running run of this experiment" }, "Cancel remaining"),
+      archiveButton,
+      h("button.danger", { onclick: deleteExperiment, dataset: { action: "delete" }, title: "Delete this experiment, its runs and their curves" }, "Delete")));
+  paintArchived();
   const gridText = Object.entries(experiment.grid || {}).map(([k, vals]) => `${k} ∈ {${vals.map(fmtValue).join(", ")}}`).join(" × ");
   const baseline = experiment.baseline || {};
   const searching = experiment.kind === "search";
@@ -330,7 +335,8 @@ export async function renderExperimentPage(root, experimentId) {
 
   // ---- runs ----
   const table = new RunTable({
-    filters: { experiment_id: experiment.id }, showFilters: false, showExperiment: false, selectable: true, limit: 100,
+    // Every run of the experiment, archived or not (nor hidden when the experiment itself is archived).
+    filters: { experiment_id: experiment.id, archived: "all" }, showFilters: false, showExperiment: false, selectable: true, limit: 100,
     selection,
     onSelection: () => { userSelected = true; drawOverlay(); },
   });
@@ -578,6 +584,37 @@ export async function renderExperimentPage(root, experimentId) {
     }), plotConfig(`experiment-${experiment.id}-p-std-vs-d`));
     setText(distNote, `one run per d (lowest seed)`);
     distPanel.dataset.loaded = "true";
+  }
+
+  function paintArchived() {
+    archivedTag.classList.toggle("hidden", !experiment.archived);
+    archiveButton.textContent = experiment.archived ? "Unarchive" : "Archive";
+    archiveButton.title = experiment.archived ? "Show this experiment and its runs in the lists again"
+      : "Hide this experiment and its runs from the lists (nothing is deleted)";
+  }
+
+  async function toggleArchived() {
+    try {
+      const updated = await api(`/api/experiments/${experiment.id}`, { method: "PATCH", body: { archived: !experiment.archived } });
+      experiment = { ...experiment, archived: updated.archived };
+      paintArchived();
+      toast(updated.archived ? "Archived: hidden from the lists" : "Unarchived");
+    } catch (err) {
+      toast(err.message, "error", 6000);
+    }
+  }
+
+  async function deleteExperiment() {
+    const total = experiment.run_count ?? (experiment.runs || []).length;
+    if (!confirm(`Delete experiment '${experiment.name}' and its ${total} run${total === 1 ? "" : "s"}, with their curves and distributions? This cannot be undone.`)) return;
+    try {
+      await api(`/api/experiments/${experiment.id}`, { method: "DELETE" });
+    } catch (err) {
+      toast(err.message, "error", 8000);
+      return;
+    }
+    toast(`Experiment #${experiment.id} deleted`);
+    location.hash = "#/experiments";
   }
 
   async function cancelRemaining() {

@@ -9,6 +9,12 @@ const PAGE = 100;
 
 export async function renderExperimentsPage(root, query) {
   let offset = Number(query.get("offset")) || 0;
+  // Archived experiments are left out unless asked for.
+  let archived = query.get("archived") === "all" ? "all" : "false";
+  const showArchived = h("label.nowrap", { title: "Also show archived experiments" },
+    h("input", { type: "checkbox", dataset: { filter: "archived" }, checked: archived === "all",
+      onchange: (e) => { archived = e.target.checked ? "all" : "false"; offset = 0; load(); } }),
+    " show archived");
   const count = h("span.muted");
   const body = h("tbody");
   const empty = h("div.pad.muted.hidden", "No experiments yet. ", h("a", { href: "#/new" }, "Start one"), ".");
@@ -19,7 +25,7 @@ export async function renderExperimentsPage(root, query) {
   root.append(
     h("div.page-head", h("h1", "Experiments"), count, h("div.actions", h("a.btn", { href: "#/new" }, "+ New experiment"))),
     error,
-    h("div.toolbar", h("div.pager", pageInfo, prev, next)),
+    h("div.toolbar", showArchived, h("div.pager", pageInfo, prev, next)),
     h("div.table-wrap", h("table.data.experiments",
       h("thead", h("tr", ["#", "Name", "Created", "Grid", "Seeds", "Baseline", "Runs", "Progress"].map((t) => h("th", t)))), body)),
     empty);
@@ -28,7 +34,7 @@ export async function renderExperimentsPage(root, query) {
   async function load() {
     let page;
     try {
-      page = await api("/api/experiments", { query: { limit: PAGE, offset } });
+      page = await api("/api/experiments", { query: { limit: PAGE, offset, archived } });
     } catch (err) {
       error.textContent = `Could not load the experiments: ${err.message}`;
       error.classList.remove("hidden");
@@ -44,7 +50,7 @@ export async function renderExperimentsPage(root, query) {
     const keep = new Set();
     for (const e of items) {
       keep.add(e.id);
-      const signature = JSON.stringify([e.counts, e.run_count, e.name, e.kind]);
+      const signature = JSON.stringify([e.counts, e.run_count, e.name, e.kind, e.archived]);
       let row = rows.get(e.id);
       if (row && row.signature === signature) { body.append(row.tr); continue; }
       const counts = e.counts || {};
@@ -57,7 +63,7 @@ export async function renderExperimentsPage(root, query) {
       const b = e.baseline || {};
       const tr = h("tr", { dataset: { experimentId: e.id } },
         h("td", h("a", { href: `#/experiments/${e.id}` }, `#${e.id}`)),
-        h("td", h("a", { href: `#/experiments/${e.id}` }, e.name)),
+        h("td", h("a", { href: `#/experiments/${e.id}` }, e.name), e.archived ? h("span.tag", { style: { marginLeft: "6px" } }, "archived") : null),
         h("td", fmtTime(e.created_at)),
         h("td", { title: grid, style: { maxWidth: "420px", overflow: "hidden", textOverflow: "ellipsis" } }, grid || "–"),
         h("td", JSON.stringify(e.seeds || [])),

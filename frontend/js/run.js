@@ -306,9 +306,10 @@ export async function renderRunPage(root, runId) {
   const statusChip = chip(run.status);
   const liveTag = h("span.muted");
   const actions = h("div.actions");
+  const archivedTag = h("span.tag.hidden", { title: "Hidden from the runs list" }, "archived");
   const head = h("div.page-head", h("h1", `Run #${run.id}`), statusChip, liveTag,
     run.experiment_id ? h("a", { href: `#/experiments/${run.experiment_id}` }, `experiment #${run.experiment_id}`) : null,
-    run.role === "baseline" ? h("span.tag.role-baseline", "baseline") : null, actions);
+    run.role === "baseline" ? h("span.tag.role-baseline", "baseline") : null, archivedTag, actions);
   const errorBox = h("div.alert.error.hidden");
   const warningBox = h("div.alert.warn.hidden");
   const batchLine = h("div.batch-line.muted.hidden", { dataset: { section: "batch" } });
@@ -349,6 +350,7 @@ export async function renderRunPage(root, runId) {
     const warnings = run.warnings || [];
     warningBox.classList.toggle("hidden", !warnings.length);
     setText(warningBox, warnings.join("\n"));
+    archivedTag.classList.toggle("hidden", !run.archived);
     paintActions();
     paintTimings();
     paintBatch();
@@ -364,7 +366,7 @@ export async function renderRunPage(root, runId) {
     if (!batchId) { clear(batchLine); return; }
     try {
       const fields = ["d", "seed", "projection"].map((f) => `config_fields=${f}`).join("&");
-      const page = await api(`/api/runs?batch_id=${batchId}&sort=id&limit=256&${fields}`);
+      const page = await api(`/api/runs?batch_id=${batchId}&sort=id&limit=256&archived=all&${fields}`);
       if (batchShown !== batchId) return;
       const mates = page.items.filter((r) => r.id !== run.id);
       batchLine.replaceChildren(
@@ -402,6 +404,38 @@ export async function renderRunPage(root, runId) {
       }, "Queue follow-up: P from trained distribution"));
     }
     actions.append(h("a.btn", { href: `#/new?clone_run=${run.id}`, title: "Open the experiment form with this run's config" }, "Clone into form"));
+    actions.append(h("button", {
+      dataset: { action: "archive" }, onclick: toggleArchived,
+      title: run.archived ? "Show this run in the runs list again" : "Hide this run from the runs list (nothing is deleted)",
+    }, run.archived ? "Unarchive" : "Archive"));
+    // A run is deleted once finished: its worker no longer writes to it (the API refuses otherwise).
+    const deletable = FINISHED.has(run.status);
+    actions.append(h("button.danger", {
+      dataset: { action: "delete" }, onclick: deleteRun, disabled: !deletable,
+      title: deletable ? "Delete this run with its curves and distributions"
+        : run.cancel_requested ? "Deletable once it has stopped" : "Cancel it first: a queued or running run cannot be deleted",
+    }, "Delete"));
+  };
+
+  const toggleArchived = async () => {
+    try {
+      paint(await api(`/api/runs/${run.id}`, { method: "PATCH", body: { archived: !run.archived } }));
+      toast(run.archived ? "Archived: hidden from the runs list" : "Unarchived");
+    } catch (err) {
+      toast(err.message, "error", 6000);
+    }
+  };
+
+  const deleteRun = async () => {
+    if (!confirm(`Delete run #${run.id} with its curves and distributions? This cannot be undone.`)) return;
+    try {
+      await api(`/api/runs/${run.id}`, { method: "DELETE" });
+    } catch (err) {
+      toast(err.message, "error", 8000);
+      return;
+    }
+    toast(`Run #${run.id} deleted`);
+    location.hash = run.experiment_id ? `#/experiments/${run.experiment_id}` : "#/runs";
   };
 
   const paintTimings = () => {

@@ -108,13 +108,16 @@ function columns({ selectable, showExperiment, selection }) {
       update: (td, run) => {
         const box = td.firstChild;
         const want = run.status === "queued" || run.status === "running" ? (run.cancel_requested ? "cancelling" : "cancel")
-          : ["failed", "cancelled", "diverged"].includes(run.status) ? "retry" : "";
+          : ["failed", "cancelled", "diverged"].includes(run.status) ? "retry" : "finished";
         if (box.dataset.state === want) return;
         box.dataset.state = want;
         clear(box);
         if (want === "cancel") box.append(h("button.small.danger", { type: "button", dataset: { action: "cancel" } }, "Cancel"));
         else if (want === "cancelling") box.append(h("span.faint", "cancelling…"));
         else if (want === "retry") box.append(h("button.small", { type: "button", dataset: { action: "retry" } }, "Retry"));
+        if (want === "retry" || want === "finished") {
+          box.append(h("button.small.danger", { type: "button", dataset: { action: "delete" }, title: "Delete this run with its curves" }, "Delete"));
+        }
       },
     },
   );
@@ -129,7 +132,7 @@ function columns({ selectable, showExperiment, selection }) {
 export class RunTable {
   constructor(options = {}) {
     this.options = options;
-    this.filters = { status: [], experiment_id: null, role: null, config: {}, ...(options.filters || {}) };
+    this.filters = { status: [], experiment_id: null, role: null, config: {}, archived: "false", ...(options.filters || {}) };
     this.limit = options.limit || 100;
     this.offset = options.offset || 0;
     this.sortKey = options.sortKey || "id";
@@ -234,7 +237,12 @@ export class RunTable {
     };
     fieldSelect.addEventListener("change", paintValue);
     paintValue();
-    this.toolbar.append(statusBox, h("span.sep"), experiment, role, h("span.sep"), fieldSelect, valueBox, add, this.configChips);
+    // Archived runs (and the runs of archived experiments) are left out unless this is ticked.
+    const archived = h("label.nowrap", { title: "Also show archived runs and the runs of archived experiments" },
+      h("input", { type: "checkbox", dataset: { filter: "archived" }, checked: this.filters.archived === "all",
+        onchange: (e) => { this.filters.archived = e.target.checked ? "all" : "false"; this.offset = 0; this.refresh(true); } }),
+      " show archived");
+    this.toolbar.append(statusBox, h("span.sep"), experiment, role, archived, h("span.sep"), fieldSelect, valueBox, add, this.configChips);
     this.paintFilters();
   }
 
@@ -258,7 +266,7 @@ export class RunTable {
   query() {
     const q = {
       limit: this.limit, offset: this.offset, status: this.filters.status, experiment_id: this.filters.experiment_id,
-      role: this.filters.role, config_fields: CONFIG_FIELDS,
+      role: this.filters.role, config_fields: CONFIG_FIELDS, archived: this.filters.archived,
     };
     if (SERVER_SORTS[this.sortKey]) q.sort = `${this.sortDir === "desc" ? "-" : ""}${SERVER_SORTS[this.sortKey]}`;
     for (const [name, values] of Object.entries(this.filters.config)) q[`config.${name}`] = values;
@@ -271,6 +279,7 @@ export class RunTable {
     for (const s of this.filters.status) params.append("status", s);
     if (this.filters.experiment_id) params.set("experiment_id", this.filters.experiment_id);
     if (this.filters.role) params.set("role", this.filters.role);
+    if (this.filters.archived !== "false") params.set("archived", this.filters.archived);
     for (const [name, values] of Object.entries(this.filters.config)) for (const v of values) params.append(`config.${name}`, v);
     if (this.limit !== 100) params.set("limit", this.limit);
     if (this.offset) params.set("offset", this.offset);
@@ -387,11 +396,26 @@ export class RunTable {
   }
 
   async action(id, action) {
+    if (action === "delete") return this.deleteRun(id);
     try {
       const run = await api(`/api/runs/${id}/${action}`, { method: "POST" });
       const row = this.rows.get(id);
       if (row && run) this.updateRow(row, run);
       toast(action === "cancel" ? `Run #${id}: cancel requested` : `Run #${id} queued again`);
+    } catch (err) {
+      toast(`Run #${id}: ${err.message}`, "error", 6000);
+    }
+    this.poll?.now();
+  }
+
+  async deleteRun(id) {
+    if (!confirm(`Delete run #${id} with its curves and distributions? This cannot be undone.`)) return;
+    try {
+      await api(`/api/runs/${id}`, { method: "DELETE" });
+      const row = this.rows.get(id);
+      if (row) { row.tr.remove(); this.rows.delete(id); }
+      if (this.selection.delete(id)) this.options.onSelection?.([...this.selection]);
+      toast(`Run #${id} deleted`);
     } catch (err) {
       toast(`Run #${id}: ${err.message}`, "error", 6000);
     }
@@ -412,6 +436,7 @@ export function tableStateFromQuery(query) {
       experiment_id: query.get("experiment_id") ? Number(query.get("experiment_id")) : null,
       role: query.get("role") || null,
       config,
+      archived: ["true", "all"].includes(query.get("archived")) ? query.get("archived") : "false",
     },
     limit: Number(query.get("limit")) || 100,
     offset: Number(query.get("offset")) || 0,

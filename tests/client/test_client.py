@@ -12,7 +12,7 @@ import sys
 import httpx
 import pytest
 
-from idlab.client import (FINISHED, Lab, LabAuthError, LabConflict, LabNotFound, LabTimeout,
+from idlab.client import (FINISHED, Lab, LabAuthError, LabConflict, LabConnectionError, LabNotFound, LabTimeout,
                           LabValidationError)
 from tests.client.conftest import REPO, TOKEN
 from tests.lab.lab_processes import LONG, TINY, wait_for
@@ -258,3 +258,109 @@ def test_the_labs_422_becomes_the_same_exception_naming_the_fields(lab):
 def test_wait_wants_what_the_lab_returned(lab):
     with pytest.raises(TypeError, match="wait_run"):
         lab.wait(3)
+
+
+# ---- deleting, archiving, retrying a submission ----------------------------------------------------
+
+
+def test_delete_a_run_only_once_it_has_stopped(lab):
+    run = lab.submit_run(LONG, epochs=500)
+    with pytest.raises(LabConflict, match="cancel it first"):
+        lab.delete_run(run)                      # queued or running
+    lab.cancel(run)
+    assert lab.wait(run, timeout=120, quiet=True)["status"] == "cancelled"
+    assert lab.delete_run(run) is None
+    with pytest.raises(LabNotFound):
+        lab.run(run)
+    with pytest.raises(LabNotFound):
+        lab.delete_run(run)
+
+
+def test_archive_an_experiment_then_delete_it_with_its_runs(served_lab, lab):
+    sweep = lab.submit_experiment("to archive", base=QUICK, grid={"d": [10, 20]}, seeds=[0])
+    lab.wait(sweep, timeout=180, quiet=True)
+    assert lab.archive(sweep)["archived"] is True
+    assert sweep["id"] not in set(lab.experiments()["experiment_id"])
+    shown = lab.experiments(archived="all").set_index("experiment_id")
+    assert bool(shown.loc[sweep["id"], "archived"]) is True
+    assert lab.runs(experiment_id=sweep["id"]).empty                 # its runs are hidden with it
+    assert sorted(lab.runs(experiment_id=sweep["id"], archived=True)["run_id"]) == sorted(sweep["run_ids"])
+    assert lab.unarchive(sweep)["archived"] is False
+    assert len(lab.runs(experiment_id=sweep["id"])) == 2
+
+    run = lab.run(sweep["run_ids"][0])
+    assert lab.archive(run)["archived"] is True and lab.archive_run(run, archived=False)["archived"] is False
+    with pytest.raises(TypeError, match="archive_run"):
+        lab.archive(run["id"])
+    with pytest.raises(ValueError, match="archived"):
+        lab.runs(archived="maybe")
+
+    lab.delete_experiment(sweep)
+    with pytest.raises(LabNotFound):
+        lab.experiment(sweep)
+    assert api(served_lab, "/runs", experiment_id=sweep["id"], archived="all")["total"] == 0
+
+
+class DropsFirstAnswers(httpx.BaseTransport):
+    """Sends every request to the lab, but loses the first `drops` answers to POSTs on the way back
+    (what a client sees when its request timed out after the lab had done the work)."""
+
+    def __init__(self, drops: int) -> None:
+        self.inner, self.drops, self.keys = httpx.HTTPTransport(), drops, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST":
+            self.keys.append(request.headers.get("Idempotency-Key"))
+            if self.drops:
+                self.drops -= 1
+                response.read()
+                raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+def flaky(lab: Lab, drops: int) -> DropsFirstAnswers:
+    transport = DropsFirstAnswers(drops)
+    lab._http = httpx.Client(base_url=lab._http.base_url, headers=lab._http.headers, timeout=30, transport=transport)
+    return transport
+
+
+def test_a_submission_whose_answer_was_lost_is_sent_again_and_queued_once(served_lab):
+    with Lab(served_lab.url, token=TOKEN) as lab:
+        before = api(served_lab, "/runs", archived="all")["total"]
+        transport = flaky(lab, drops=2)
+        run = lab.submit_run(QUICK, seed=7)
+        assert len(transport.keys) == 3 and len(set(transport.keys)) == 1 and transport.keys[0]
+        assert api(served_lab, "/runs", archived="all")["total"] == before + 1       # one run, not three
+        assert lab.run(run)["config"]["seed"] == 7
+
+        transport = flaky(lab, drops=1)
+        sweep = lab.submit_experiment("lost answer", base=QUICK, grid={"d": [10, 20]}, seeds=[0])
+        assert len(set(transport.keys)) == 1 and len(transport.keys) == 2
+        assert lab.experiment(sweep)["run_ids"] == sweep["run_ids"]
+        assert api(served_lab, "/runs", archived="all")["total"] == before + 3
+
+        lab.submit_run(QUICK)                    # each call has its own key
+        lab.submit_run(QUICK)
+        assert len(set(transport.keys)) == 3
+
+
+def test_retries_give_up_and_say_so(served_lab):
+    with Lab(served_lab.url, token=TOKEN, retries=1) as lab:
+        flaky(lab, drops=5)
+        with pytest.raises(LabConnectionError, match="sent 2 times with the same Idempotency-Key"):
+            lab.submit_run(QUICK)
+    with Lab(served_lab.url, token=TOKEN, retries=0) as lab:
+        transport = flaky(lab, drops=1)
+        with pytest.raises(LabConnectionError) as failed:
+            lab.submit_run(QUICK)
+        assert "Idempotency-Key" not in str(failed.value) and len(transport.keys) == 1
+
+
+def test_an_idempotency_key_given_by_the_caller_survives_the_process(lab):
+    key = f"notebook-cell-{os.getpid()}"
+    first = lab.submit_run(QUICK, seed=11, idempotency_key=key)
+    with Lab(lab.url, token=TOKEN) as other:           # e.g. the notebook restarted
+        assert other.submit_run(QUICK, seed=11, idempotency_key=key)["id"] == first["id"]
+        with pytest.raises(LabValidationError, match="different request"):
+            other.submit_run(QUICK, seed=12, idempotency_key=key)
