@@ -124,7 +124,10 @@ class Execution:
         threads = configure_torch_threads(self.settings.torch_threads)
         self.describe_device(ready[0].config)
         try:
-            splits = load_dataset(ready[0].config, self.settings.data_dir, download=self.settings.allow_download)
+            splits = load_dataset(ready[0].config, self.settings.data_dir, download=self.settings.allow_download,
+                                  on_progress=lambda done, total: [run.recorder.download_progress(done, total)
+                                                                   for run in ready],
+                                  mirrors=self.settings.dataset_mirrors)
         except (DatasetMissing, DatasetCorrupt, DownloadError) as problem:
             for run in ready:
                 run.conclude(FAILED, error=str(problem))

@@ -81,7 +81,10 @@ def test_a_run_shows_its_download_as_its_phase_with_the_bytes_done(lab, mirror, 
     assert seen, "the heartbeats carried the download's progress while it ran (about 3 s)"
     served = sum(p.stat().st_size for p in (folder / "mnist").iterdir())
     assert any(phase == M.DOWNLOADING and 0 <= d["done"] < d["total"] for phase, d in seen), seen
-    assert all(d["total"] in (served, CATALOG["mnist"].served_bytes) for _, d in seen), seen
+    # Each file counts with its public size until the mirror announces its own (these copies were
+    # recompressed), so the total moves from the public sum towards the mirror's as files start.
+    low, high = sorted((served, CATALOG["mnist"].served_bytes))
+    assert all(low <= d["total"] <= high for _, d in seen), seen
     assert M.DOWNLOAD not in run.progress, "training replaced the download in the progress"
 
 
