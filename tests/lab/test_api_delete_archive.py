@@ -4,19 +4,13 @@ and what archiving hides."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from alembic import command
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from backend import lifecycle, migrate
-from backend.db import make_engine
-from backend.models import (CANCELLED, FAILED, RUNNING, Experiment, IdempotencyKey, MetricEnvelope, MetricPoint, Run,
+from backend import lifecycle
+from backend.models import (CANCELLED, FAILED, RUNNING, Experiment, MetricEnvelope, MetricPoint, Run,
                             RunArtifact, SearchGroup)
 from backend.points import write_points
-from tests.lab.conftest import POSTGRES_SERVER
 from tests.lab.test_api_runs import SMALL, finish, make_run
 
 TOKEN = "s3cret-token"
@@ -249,54 +243,3 @@ def test_archive_requests_are_checked(client, sessions):
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "archived"]
     with sessions() as session:
         assert session.get(Run, run).archived is False
-
-
-# ---- the migration -------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request, tmp_path) -> str:
-    """An empty database of its own (the migration is run step by step on it)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"idlab_test_migration_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{POSTGRES_SERVER}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def test_the_migration_keeps_what_is_stored_and_nothing_is_archived(fresh_url):
-    """0004 → 0005 on a database holding an experiment, a run and its points: nothing is lost (on SQLite
-    a table rebuilt with its foreign keys on would cascade-delete the points), and nothing reads archived."""
-    migrate.upgrade(fresh_url, "0004")
-    engine = make_engine(fresh_url, pooled=False)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
-                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text(
-                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
-                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
-                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
-                                    "VALUES (1, 'train_loss', 0, 0, 1.5)"))
-        migrate.upgrade(fresh_url)
-        with Session(engine) as session:
-            run = session.get(Run, 1)
-            assert run.archived is False and run.experiment.archived is False
-            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
-            assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
-        command.downgrade(migrate.alembic_config(fresh_url), "0004")       # and back, losing nothing either
-        migrate.upgrade(fresh_url)
-        with Session(engine) as session:
-            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
-            assert session.get(Run, 1).archived is False
-    finally:
-        engine.dispose()

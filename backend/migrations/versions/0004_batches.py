@@ -21,8 +21,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('workers', schema=None) as batch_op:
-        batch_op.drop_column('current_batch')
-    with op.batch_alter_table('runs', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_runs_batch_id'))
-        batch_op.drop_column('batch_id')
+    # ALTER TABLE … DROP COLUMN (SQLite ≥ 3.35), not batch mode: its table rebuild (copy, DROP,
+    # rename) would, with foreign keys on, cascade-delete every run's points.
+    op.drop_column('workers', 'current_batch')
+    op.drop_index(op.f('ix_runs_batch_id'), table_name='runs')
+    op.drop_column('runs', 'batch_id')

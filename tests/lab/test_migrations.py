@@ -1,0 +1,112 @@
+"""The migrations: they build exactly the schema of the models, and each step up and down keeps
+what is stored, on SQLite and PostgreSQL.
+
+On SQLite a migration that rebuilds a table (Alembic's batch mode: copy, DROP, rename) with its
+foreign keys on cascade-deletes every row that refers to it — a run's points, an experiment's
+runs — so every step is run here on a database holding an experiment, a run and its points.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
+
+from backend import migrate
+from backend.db import make_engine
+from backend.models import Base, IdempotencyKey, MetricPoint, Run
+from tests.lab.conftest import POSTGRES_SERVER
+
+#: The revisions whose downgrade runs here (before them, migrations are the initial schema).
+STEPS_DOWN = ("0004", "0003")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request, tmp_path) -> str:
+    """An empty database of its own (the migration is run step by step on it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"idlab_test_migration_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_the_migration_keeps_what_is_stored_and_nothing_is_archived(fresh_url):
+    """0004 → 0005 on a database holding an experiment, a run and its points: nothing is lost (on SQLite
+    a table rebuilt with its foreign keys on would cascade-delete the points), and nothing reads archived."""
+    migrate.upgrade(fresh_url, "0004")
+    engine = make_engine(fresh_url, pooled=False)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
+                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text(
+                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
+                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
+                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
+                                    "VALUES (1, 'train_loss', 0, 0, 1.5)"))
+        migrate.upgrade(fresh_url)
+        with Session(engine) as session:
+            run = session.get(Run, 1)
+            assert run.archived is False and run.experiment.archived is False
+            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
+            assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+        command.downgrade(migrate.alembic_config(fresh_url), "0004")       # and back, losing nothing either
+        migrate.upgrade(fresh_url)
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
+            assert session.get(Run, 1).archived is False
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_build_the_schema_of_the_models(fresh_url):
+    migrate.upgrade(fresh_url)
+    engine = create_engine(fresh_url)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == [], "the models and the migrations differ: add a migration"
+
+
+def test_every_downgrade_keeps_the_runs_and_their_points(fresh_url):
+    migrate.upgrade(fresh_url, "0003")
+    engine = make_engine(fresh_url, pooled=False)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
+                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text(
+                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
+                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
+                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
+                                    "VALUES (1, 'train_loss', 0, 0, 1.5)"))
+        migrate.upgrade(fresh_url)
+        for revision in STEPS_DOWN:
+            command.downgrade(migrate.alembic_config(fresh_url), revision)
+            with engine.connect() as connection:
+                assert connection.scalar(text("SELECT count(*) FROM metric_points")) == 1, revision
+                assert connection.scalar(text("SELECT count(*) FROM runs")) == 1, revision
+        migrate.upgrade(fresh_url)
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
+            assert session.get(Run, 1).batch_id is None
+    finally:
+        engine.dispose()
