@@ -2,8 +2,9 @@
 
 The runs table is the source of truth for what has to run: the broker message
 carries only a run id. A run moves queued → running → succeeded | failed |
-cancelled | diverged; `attempt` counts its executions, `claim_token` says which
-execution owns it (a message delivered twice executes once).
+cancelled | diverged; `attempt` counts the executions charged against max_attempts
+(a hand-back at shutdown is not charged; a retry starts again), `claim_token` says
+which execution owns it (a message delivered twice executes once).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ class RunOut(BaseModel):
                                               "asked for `config_fields`, only those fields).")
     experiment_id: int | None
     role: RunRole = Field(description="`member` of an experiment's grid, or its direct-training `baseline`.")
-    attempt: int = Field(description="Executions started so far (retries and requeues count).")
+    attempt: int = Field(description="Executions charged against max_attempts: each claim counts; a hand-back "
+                                     "at a worker's shutdown gives its attempt back, and a retry starts again at 0.")
     worker: str | None
     created_at: datetime
     queued_at: datetime | None
