@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from backend.analysis import search
 from backend.deps import SessionDep, SettingsDep
-from backend.models import SUCCEEDED, Run
+from backend.lifecycle import RETRYABLE
+from backend.models import FINISHED, STATUSES, SUCCEEDED, Run
 from backend.schemas.common import MAX_ID
 from backend.schemas.presets import PresetOut
 from backend.validation import error, reject
@@ -22,9 +24,12 @@ router = APIRouter(prefix="/config", tags=["config"])
 @router.get("/schema", summary="The run-config JSON schema, with defaults and descriptions")
 def run_config_schema(settings: SettingsDep) -> dict[str, Any]:
     """The JSON schema a run config must satisfy, the server's dense-P budget (in MiB; cross-field
-    checks are applied on submission) and the metric keys runs report."""
+    checks are applied on submission), the metric keys runs report, and the statuses a run or a search
+    group can be in (in their lifecycle's order: the dashboard lists, filters and sorts by them)."""
     return {"schema": RunConfig.model_json_schema(), "dense_p_budget_mb": settings.dense_p_budget_mb,
-            "series": list(SERIES), "final_metrics": list(FINAL)}
+            "series": list(SERIES), "final_metrics": list(FINAL),
+            "run_statuses": list(STATUSES), "finished_statuses": list(FINISHED),
+            "retryable_statuses": list(RETRYABLE), "search_statuses": list(search.STATUSES)}
 
 
 @router.get("/presets", response_model=list[PresetOut], summary="The paper presets: experiment requests with their settings")

@@ -99,6 +99,22 @@ def test_openapi_documents_the_run_config(client):
     assert client.get("/api/config/schema").json()["schema"]["properties"]["d"]["default"] == 750
 
 
+def test_the_schema_lists_the_statuses_from_their_one_source(client):
+    """The dashboard reads run and search-group statuses here, never from a list of its own."""
+    from backend import models
+    from backend.analysis import search
+    from backend.lifecycle import RETRYABLE
+
+    schema = client.get("/api/config/schema").json()
+    assert schema["run_statuses"] == list(models.STATUSES) == [
+        "queued", "running", "succeeded", "failed", "cancelled", "diverged"]       # the lifecycle's order
+    assert schema["finished_statuses"] == list(models.FINISHED)
+    assert set(schema["finished_statuses"]) == set(schema["run_statuses"]) - {"queued", "running"}
+    assert schema["retryable_statuses"] == list(RETRYABLE)
+    assert set(schema["retryable_statuses"]) <= set(schema["finished_statuses"])
+    assert schema["search_statuses"] == list(search.STATUSES)
+
+
 def test_cors_is_closed_unless_configured(client, database_url, tmp_path):
     origin = {"Origin": "http://lab.example"}
     assert "access-control-allow-origin" not in client.get("/api/health", headers=origin).headers
