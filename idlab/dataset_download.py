@@ -139,6 +139,15 @@ class Progress:
 # ---- the download ---------------------------------------------------------------------
 
 
+def publish(temporary: str | os.PathLike, destination: Path) -> None:
+    """Move a verified download into place, readable as any file the user creates (mkstemp makes it 0600:
+    a worker or container running as another user of the same data directory could not read it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    os.replace(temporary, destination)
+
+
 def download_dataset(name: str, root: str | os.PathLike, mirrors: Sequence[str],
                      on_progress: ProgressCallback | None = None) -> list[str]:
     """Fetch whatever of `name` is missing under `root` from `mirrors` (setting entries); the names fetched.
@@ -267,7 +276,7 @@ def fetch(url: str, destination: Path, check, progress: Progress, index: int) ->
         if why:
             raise DownloadRefused(f"checksum mismatch: {why}; the download was deleted (a corrupted transfer "
                                   f"or a changed mirror)")
-        os.replace(temporary, destination)
+        publish(temporary, destination)
     except DatasetCorrupt as error:
         raise DownloadRefused(f"not the published file ({error}); the download was deleted") from error
     finally:
@@ -312,7 +321,7 @@ def extract_members(archive_path: Path, entry: DatasetFiles, names: list[str]) -
                     why = digest.mismatch(by_name[name])
                     if why:
                         raise DatasetCorrupt(f"{archive_path}: {member.name} is not the published file ({why})")
-                    os.replace(temporary, folder / name)
+                    publish(temporary, folder / name)
                 finally:
                     if os.path.exists(temporary):
                         os.unlink(temporary)

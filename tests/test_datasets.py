@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from backend.settings import Settings
+from backend.domain.settings import Settings
 from idlab.dataset_download import DownloadError, download_dataset, mirror_bases, parse_mirror
 from idlab.dataset_files import CATALOG, check_dataset
 from tests.local_mirror import copy_mnist, serve, tamper
@@ -49,6 +50,9 @@ def test_a_download_from_a_mirror_is_verified_placed_and_reported(tmp_path, mirr
     folder = root / "MNIST" / "raw"
     assert leftovers(folder) == sorted(f"{name}.gz" for name in MNIST_FILES), "nothing but the verified archives"
     assert check_dataset("mnist", root).state == "present"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o666 & ~umask}, "readable as any file"
     served = sum(p.stat().st_size for p in (mirror_folder / "mnist").iterdir())
     assert reports[0][0] == 0 and reports[-1] == (served, served)
     assert all(a[0] <= b[0] for a, b in zip(reports, reports[1:])), "bytes done never go back on success"
@@ -145,7 +149,7 @@ def test_downloads_are_on_by_default_from_the_public_mirrors(monkeypatch):
 
 def idlab(*args, data_dir: Path, mirrors: str = CLOSED, **env) -> subprocess.CompletedProcess:
     environment = {**os.environ, "IDLAB_DATA_DIR": str(data_dir), "IDLAB_DATASET_MIRRORS": mirrors, **env}
-    return subprocess.run([sys.executable, "-m", "idlab.cli", *args], env=environment, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "idlab.launchers.cli", *args], env=environment, capture_output=True, text=True,
                           timeout=300)
 
 
