@@ -11,7 +11,7 @@ wall time, the run config it trained and the machine in docs/reproduction/<name>
 reduced (fewer epochs, fewer d values, one seed, and for Lam & Lee the first 10,000 training images —
 see MEASUREMENTS); everything else is the preset's.
 
-d_int90 is computed with the lab's own estimator (worker.subspace.intrinsic_dimension.d_int90: the
+d_int90 is computed with the lab's own estimator (backend.domain.analysis.intrinsic_dimension.d_int90: the
 smallest measured d whose accuracy reaches 0.9 × baseline, and the value interpolated between the two
 d that bracket the threshold), against the preset's global baseline 1.0 and, as a second reading,
 against the measured direct-training accuracy where there is one. "not reached" means no measured d
@@ -33,11 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from idlab import presets
-from worker.subspace.intrinsic_dimension import d_int90
+from backend.domain.analysis.intrinsic_dimension import d_int90
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "reproduction"
-IDLAB = [sys.executable, "-m", "idlab.cli"]
+IDLAB = [sys.executable, "-m", "idlab.launchers.cli"]
 FRACTION = 0.9
 
 
@@ -106,7 +106,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
 
 def effective_config(measurement: Measurement) -> dict:
     """The run config the command trains: the preset's base with the flags over it, as `idlab train` builds it."""
-    from idlab.cli import config_from_preset
+    from idlab.launchers.cli import config_from_preset
     from idlab.config import RunConfig
 
     stats = RESULTS / f"{measurement.from_run_stats}.stats.json" if measurement.from_run_stats else None

@@ -6,7 +6,7 @@
 
 For each database it measures
 
-    points_per_s      metric points written per second through backend.points.write_points
+    points_per_s      metric points written per second through backend.domain.points.write_points
                       (the worker's bulk upsert), in batches of --batch points, one commit each
     series_ms         GET /api/runs/{id}/metrics of a 100,000-point series downsampled to 1,000
                       points: the first request (cold: read from the database) and the median of
@@ -49,12 +49,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import sessionmaker
 
-from backend import lifecycle, migrate
-from backend.db import make_engine
-from backend.main import create_app
-from backend.models import SUCCEEDED, Run
-from backend.points import write_points
-from backend.settings import Settings
+from backend.domain import lifecycle, migrate
+from backend.domain.db import make_engine
+from backend.api.app import create_app
+from backend.domain.models import SUCCEEDED, Run
+from backend.domain.points import write_points
+from backend.domain.settings import Settings
 from idlab.config import RunConfig
 
 POSTGRES_SERVER = os.environ.get("IDLAB_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")

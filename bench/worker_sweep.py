@@ -43,13 +43,13 @@ def one_setting(batch_runs: int, args, source: Path) -> dict:
     from sqlalchemy import func, select
     from sqlalchemy.orm import sessionmaker
 
-    from backend import lifecycle
-    from backend.db import make_engine
-    from backend.migrate import upgrade
-    from backend.models import FINISHED, Run, Worker
-    from backend.settings import Settings
+    from backend.domain import lifecycle
+    from backend.domain.db import make_engine
+    from backend.domain.migrate import upgrade
+    from backend.domain.models import FINISHED, Run, Worker
+    from backend.domain.settings import Settings
     from bench.sweep import sweep_configs
-    from worker.celery_app import enqueue_run, make_celery
+    from backend.domain.queue import enqueue_run, make_celery
 
     with tempfile.TemporaryDirectory(prefix="idlab-bench-") as folder:
         lab = Path(folder)
@@ -65,7 +65,7 @@ def one_setting(batch_runs: int, args, source: Path) -> dict:
         if args.threads:
             env["IDLAB_TORCH_THREADS"] = str(args.threads)
         log = open(lab / "worker.log", "wb")
-        worker = subprocess.Popen([sys.executable, "-m", "idlab.cli", "worker", "--name", "bench@%h",
+        worker = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", "bench@%h",
                                    "--loglevel", "WARNING"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:

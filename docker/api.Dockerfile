@@ -9,5 +9,5 @@ COPY frontend ./frontend
 RUN pip install --no-cache-dir .
 ENV IDLAB_DATA_DIR=/data
 EXPOSE 8000
-# Migrations run in the app's start-up (backend.main's lifespan), before it serves.
-CMD ["uvicorn", "backend.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# Migrations run in the app's start-up (backend.api.app's lifespan), before it serves.
+CMD ["uvicorn", "backend.api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -66,7 +66,7 @@ __all__ = ["Lab", "LabError", "LabConnectionError", "LabAuthError", "LabNotFound
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "IDLAB_API_TOKEN"
-#: A run in one of these states changes no more (the API's run statuses, backend.models.FINISHED).
+#: A run in one of these states changes no more (the API's run statuses, backend.domain.models.FINISHED).
 FINISHED = ("succeeded", "failed", "cancelled", "diverged")
 #: A group of a search experiment in this state has a round queued or about to be: more runs will come.
 SEARCHING = "searching"
@@ -658,7 +658,7 @@ class _Deadline:
         time.sleep(seconds if self.at is None else max(0.0, min(seconds, self.at - time.monotonic())))
 
 
-#: The run columns of runs(), in the order of the API's export (backend.analysis.export.RUN_COLUMNS), plus
+#: The run columns of runs(), in the order of the API's export (backend.domain.analysis.export.RUN_COLUMNS), plus
 #: what only a live run has.
 RUN_COLUMNS = ("run_id", "experiment_id", "role", "status", "attempt", "D", "k", "d", "created_at", "started_at",
                "finished_at", "duration_seconds", "error", "queued_at", "heartbeat_at", "worker", "cancel_requested")

@@ -10,7 +10,7 @@ import pytest
 
 def idlab(*args, data_dir, timeout=600):
     env = {**os.environ, "IDLAB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "idlab.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "idlab.launchers.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

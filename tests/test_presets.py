@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from backend.grid import BASELINE, plan_experiment
-from backend.schemas.experiments import ExperimentCreate
-from backend.settings import Settings
+from backend.domain.grid import BASELINE, plan_experiment
+from backend.api.schemas.experiments import ExperimentCreate
+from backend.domain.settings import Settings
 from idlab import presets
 from idlab.config import RunConfig
 from tests.test_cli import idlab

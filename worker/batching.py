@@ -4,7 +4,7 @@ A worker is sent one run id at a time. Having claimed that run, it also claims u
 K − 1 other queued runs that can share its batch (`worker.subspace.batched.batch_key`:
 same training data, architecture, batch size, L2 scope and device; subspace method),
 oldest first, each with the same conditional UPDATE as a claim from a message
-(`backend.lifecycle.claim`): a run is claimed once, whether by its own message or as a
+(`backend.domain.lifecycle.claim`): a run is claimed once, whether by its own message or as a
 batchmate. The batchmates' own messages arrive later and are dropped, like any
 duplicate delivery; a batchmate whose worker vanishes is requeued and sent again by
 the reaper, run by run.
@@ -24,9 +24,9 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from backend import lifecycle
-from backend.models import QUEUED, Run
-from backend.settings import Settings
+from backend.domain import lifecycle
+from backend.domain.models import QUEUED, Run
+from backend.domain.settings import Settings
 from idlab.config import RunConfig
 from worker.devices import default_batch_runs
 

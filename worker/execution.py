@@ -3,7 +3,7 @@
 This is where the engine meets the database. The engine (`worker.subspace`) gets
 configs, the data and a callback per run (`RunRecorder`), and returns a RunResult per
 run; this module turns that into rows: the points, the "statistics" artefact, the final
-status through `backend.lifecycle`. A run trains alone (`training.train`) or, with the
+status through `backend.domain.lifecycle`. A run trains alone (`training.train`) or, with the
 compatible queued runs claimed beside it (`worker.batching`), in one batch
 (`batched.train_batch`); either way each run keeps its own claim, heartbeat, points and
 outcome, recorded when that run ends. Every change to a run is conditional on its claim
@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import lifecycle, search_rounds
-from backend.db import make_engine
-from backend.models import CANCELLED, FAILED, STATISTICS_ARTIFACT, Run, RunArtifact
-from backend.settings import Settings
+from backend.domain import lifecycle, search_rounds
+from backend.domain.db import make_engine
+from backend.domain.models import CANCELLED, FAILED, STATISTICS_ARTIFACT, Run, RunArtifact
+from backend.domain.settings import Settings
 from idlab import metrics as M
 from idlab.config import RunConfig, validation_messages
 from worker import presence

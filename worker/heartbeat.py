@@ -17,7 +17,7 @@ from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import lifecycle
+from backend.domain import lifecycle
 from worker import presence
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ import time
 from celery import Celery
 from sqlalchemy.orm import sessionmaker
 
-from backend.db import make_engine
-from backend.settings import Settings
+from backend.domain.db import make_engine
+from backend.domain.settings import Settings
 from worker import presence
-from worker.celery_app import prune_processed_messages
+from backend.domain.queue import prune_processed_messages
 from worker.fork_guard import guarded
 from worker.reaper import reap
 

@@ -9,7 +9,7 @@ GPU between runs. Here the timer ticks every MAINTAIN_SECONDS (a cheap check of 
 pool processes' exit codes). With the filesystem broker the blocking pool is used,
 whose supervisor thread already checks often.
 
-Selected by `worker_pool` in `worker.celery_app`; `--pool prefork` resolves to it.
+Selected by `worker_pool` in `backend.domain.queue`; `--pool prefork` resolves to it.
 """
 
 from __future__ import annotations

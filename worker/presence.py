@@ -15,8 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.lifecycle import db_now
-from backend.models import Worker
+from backend.domain.lifecycle import db_now
+from backend.domain.models import Worker
 
 
 def register(session: Session, name: str, device: str, queues: list[str]) -> None:

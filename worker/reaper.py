@@ -12,7 +12,7 @@ Two repairs, both decided by the database, never by the broker:
    visibility timeout). Its message is sent again.
 
 3. A search experiment whose round has finished gets its next round
-   (`backend.search_rounds.advance_pending`): the worker that finished the round's
+   (`backend.domain.search_rounds.advance_pending`): the worker that finished the round's
    last run queues it, unless it died first.
 
 (4. At its shutdown a worker sends again the messages of the runs it handed back:
@@ -23,7 +23,7 @@ change is a conditional UPDATE that only one of them wins, and only the winner
 sends the message. A message sent twice is harmless: a run is claimed once.
 
 Every age is judged by the database's clock: heartbeats, last_seen and the times
-of claims are stamped with it (`backend.lifecycle.db_now`), and each pass reads it
+of claims are stamped with it (`backend.domain.lifecycle.db_now`), and each pass reads it
 once (`database_now`). A reaper or a worker whose own clock is minutes off takes
 over nothing healthy, and loses nothing of its own.
 """
@@ -38,10 +38,10 @@ from celery import Celery
 from sqlalchemy import ColumnElement, exists, false, or_, select
 from sqlalchemy.orm import Session
 
-from backend import lifecycle, search_rounds
-from backend.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker
-from backend.settings import Settings
-from worker.celery_app import enqueue_run
+from backend.domain import lifecycle, search_rounds
+from backend.domain.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker
+from backend.domain.settings import Settings
+from backend.domain.queue import enqueue_run
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ write, or `BATCH_POINTS` are waiting): a point reaches the database, and so an o
 browser, within about a second, without a transaction per step. Writes are upserts
 keyed by (run, key, step), so an execution that starts the run over rewrites the
 same rows instead of adding new ones. Each write is fenced by the execution's
-claim (`backend.lifecycle.write_claimed_points`): once the run is no longer this
+claim (`backend.domain.lifecycle.write_claimed_points`): once the run is no longer this
 execution's, its points are dropped, not stored, and the run is stopped (LOST).
 
 It asks the database at most every `CHECK_SECONDS` whether to stop: a cancel was
@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import RUNNING, Run
+from backend.domain.models import RUNNING, Run
 from idlab import metrics as M
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def write_points(session: Session, run_id: int, token: str, points: list[tuple[s
     """The backend's bulk upsert (ON CONFLICT (run_id, key, step)), committed only while the claim
     `token` holds the run; False when it no longer does (nothing stored). Imported late: it lives in
     the backend."""
-    from backend.lifecycle import write_claimed_points
+    from backend.domain.lifecycle import write_claimed_points
 
     return write_claimed_points(session, run_id, token, points)
 

@@ -32,10 +32,10 @@ from celery import platforms
 from celery.signals import worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.orm import Session
 
-from backend.db import make_engine
-from backend.settings import get_settings
+from backend.domain.db import make_engine
+from backend.domain.settings import get_settings
 from worker import presence, shutdown
-from worker.celery_app import celery_app
+from backend.domain.queue import celery_app
 from worker.devices import has_cuda
 from worker.fork_guard import guarded
 from worker.maintenance import Maintenance

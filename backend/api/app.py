@@ -1,4 +1,4 @@
-"""The FastAPI application: `uvicorn backend.main:create_app --factory`.
+"""The FastAPI application: `uvicorn backend.api.app:create_app --factory`.
 
 No application is built at import time: `create_app(settings)` builds one for the
 given settings, so tests (and tools) can run several, each on its own database.
@@ -15,18 +15,19 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from backend import errors, migrate
-from backend.db import make_engine
-from backend.events import OpenStreams
-from backend.docs import mount_docs
-from backend.frontend import mount_frontend
-from backend.guard import BrowserGuard
-from backend.limits import RequestBodyLimit
-from backend.routers import config, datasets, experiments, health, runs
-from backend.settings import Settings, get_settings
+from backend.api import errors
+from backend.domain import migrate
+from backend.domain.db import make_engine
+from backend.api.events import OpenStreams
+from backend.api.docs import mount_docs
+from backend.api.frontend import mount_frontend
+from backend.api.guard import BrowserGuard
+from backend.api.limits import RequestBodyLimit
+from backend.api.routers import config, datasets, experiments, health, runs
+from backend.domain.settings import Settings, get_settings
 from idlab import __version__
 from idlab.config import RunConfig
-from worker.celery_app import make_celery
+from backend.domain.queue import make_celery
 
 DESCRIPTION = """Intrinsic Dimension Lab: launch subspace-training runs and sweeps, watch them live,
 and compare projections and augmentations down to d_int90.
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.celery.close()
             engine.dispose()
 
-    # /docs and /redoc are the lab's own (backend.docs): FastAPI's would load their assets from a CDN.
+    # /docs and /redoc are the lab's own (backend.api.docs): FastAPI's would load their assets from a CDN.
     app = FastAPI(title="idlab", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.settings = settings

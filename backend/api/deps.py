@@ -10,7 +10,7 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.settings import Settings
+from backend.domain.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

@@ -3,7 +3,7 @@
 FastAPI's own pages load Swagger UI and ReDoc from a CDN; here the files come from the installed
 `fastapi-offline` package (fastapi_offline/static: swagger-ui-bundle.js, swagger-ui.css,
 redoc.standalone.js, favicon.png), served at /docs-assets/. So the pages work without a network
-and load nothing from another host, as the dashboard does (plotly.js: backend.frontend).
+and load nothing from another host, as the dashboard does (plotly.js: backend.api.frontend).
 
 Swagger UI starts from an inline script that FastAPI writes into the page; the Content-Security-
 Policy allows that exact script by its hash (`inline_script_hashes`), nothing else inline.

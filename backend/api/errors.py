@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from backend.validation import echo
+from backend.domain.validation import echo
 
 log = logging.getLogger("idlab.api")
 

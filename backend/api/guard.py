@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.auth import MUTATING_METHODS
-from backend.settings import Settings
+from backend.api.auth import MUTATING_METHODS
+from backend.domain.settings import Settings
 
 #: The settings variables an operator changes to let another name or another site in.
 HOSTS_VARIABLE, ORIGINS_VARIABLE = "IDLAB_ALLOWED_HOSTS", "IDLAB_CORS_ORIGINS"
@@ -47,7 +47,7 @@ def content_security_policy(script_hashes: Iterable[str] = ()) -> str:
     was refused once, with the break it caused; the browser tests (tests/ui) fail on any violation."""
     directives = {
         "default-src": ["'self'"],   # scripts, fetches and event streams, fonts: the lab's own
-        # Swagger UI's inline start-up script, by its hash (backend.docs); no other inline script.
+        # Swagger UI's inline start-up script, by its hash (backend.api.docs); no other inline script.
         "script-src": ["'self'", *script_hashes],
         # Inline styles (never scripts): plotly.js writes its rules (modebar, hover, drag cursors)
         # into a <style> element it creates, and without them draws unstyled charts with only a

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backend.models import IdempotencyKey, utcnow
+from backend.domain.models import IdempotencyKey, utcnow
 
 #: The longest key accepted; a UUID (36 characters) is the usual choice.
 MAX_KEY_LENGTH = 200

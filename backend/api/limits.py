@@ -17,7 +17,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.settings import Settings
+from backend.domain.settings import Settings
 
 #: The settings variable an operator changes to accept larger bodies.
 LIMIT_VARIABLE = "IDLAB_MAX_REQUEST_BYTES"

@@ -16,8 +16,8 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Numeric, cast, exists, or_
 from starlette.datastructures import QueryParams
 
-from backend.models import Experiment, Run
-from backend.validation import echo, error, reject
+from backend.domain.models import Experiment, Run
+from backend.domain.validation import echo, error, reject
 from idlab.config import RunConfig
 
 PREFIX = "config."

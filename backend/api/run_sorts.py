@@ -17,16 +17,16 @@ from sqlalchemy import ColumnElement, Float, Numeric, case, cast, func
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from backend.models import STATUSES, Run
-from backend.run_filters import PREFIX, json_scalar, scalar_kind
-from backend.validation import echo, error, reject
+from backend.domain.models import STATUSES, Run
+from backend.api.run_filters import PREFIX, json_scalar, scalar_kind
+from backend.domain.validation import echo, error, reject
 from idlab import metrics as M
 from idlab.config import RunConfig
 
 
 class seconds_since(FunctionElement):
     """seconds_since(start, end): end − start in seconds, with now for a NULL end (a run still going);
-    NULL for a NULL start. What backend.lifecycle.duration_seconds computes, in SQL."""
+    NULL for a NULL start. What backend.domain.lifecycle.duration_seconds computes, in SQL."""
 
     type = Float()
     inherit_cache = True

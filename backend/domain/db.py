@@ -36,5 +36,5 @@ def make_engine(url: str, *, pooled: bool = True) -> Engine:
 
 
 
-# The API's per-request session is backend.deps.get_session (the serving app's database);
+# The API's per-request session is backend.api.deps.get_session (the serving app's database);
 # the worker makes its own engine from its settings.

@@ -11,10 +11,10 @@ or `lr`, not `d` or `augmentation`); the subspace-only fields are left out of
 their config.
 
 A search experiment (`search` set) sweeps the grid fields other than d: each of their
-combinations is a group whose d is searched (backend/analysis/search.py). What it queues
+combinations is a group whose d is searched (backend/domain/analysis/search.py). What it queues
 at first is its round 1 — every group at d_start × seeds — and the baselines; every run
 is also validated at d_max, so that no later round can be refused (the dense-P budget,
-say, grows with d). Later rounds are queued by `backend.search_rounds`.
+say, grows with d). Later rounds are queued by `backend.domain.search_rounds`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from backend.analysis.search import Parameters, max_rounds_needed
-from backend.schemas.experiments import ExperimentCreate
-from backend.settings import Settings
-from backend.validation import Loc, check_run_config, config_errors, echo, error, reject
+from backend.domain.analysis.search import Parameters, max_rounds_needed
+from backend.api.schemas.experiments import ExperimentCreate
+from backend.domain.settings import Settings
+from backend.domain.validation import Loc, check_run_config, config_errors, echo, error, reject
 from idlab.config import RunConfig
 
 MEMBER, BASELINE = "member", "baseline"
@@ -183,7 +183,7 @@ def _check_shape(request: ExperimentCreate, grid: dict, seeds: list, individual:
 
 
 def search_rounds_at_most(search: dict) -> int:
-    """The most rounds a group's search with these parameters can take (backend.analysis.search)."""
+    """The most rounds a group's search with these parameters can take (backend.domain.analysis.search)."""
     return max_rounds_needed(Parameters(**search))
 
 

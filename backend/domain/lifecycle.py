@@ -4,7 +4,7 @@ Every change of a run's status goes through this module, so the rules live in
 one place. Transitions that race (two workers claiming one run, a cancel while
 a worker finishes) are single conditional UPDATEs: the database decides, and
 the loser sees that it lost. Callers commit; enqueueing a message happens after
-the commit (`worker.celery_app.enqueue_run`), so a worker never receives the id
+the commit (`backend.domain.queue.enqueue_run`), so a worker never receives the id
 of a run it cannot see yet.
 
 Clocks. Workers and reapers run on different machines whose clocks may disagree
@@ -38,9 +38,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from backend.models import (CANCELLED, DIVERGED, FAILED, FINISHED, QUEUED, RUNNING, MetricEnvelope, MetricPoint, Run,
+from backend.domain.models import (CANCELLED, DIVERGED, FAILED, FINISHED, QUEUED, RUNNING, MetricEnvelope, MetricPoint, Run,
                             UTCDateTime, utcnow)
-from backend.points import Point, rebuild_envelopes, write_points
+from backend.domain.points import Point, rebuild_envelopes, write_points
 from idlab.config import RunConfig
 
 RETRYABLE = (FAILED, CANCELLED, DIVERGED)

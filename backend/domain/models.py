@@ -54,7 +54,7 @@ class Experiment(Base):
     grid: Mapped[dict] = mapped_column(JSON, default=dict)
     seeds: Mapped[list] = mapped_column(JSON, default=list)
     baseline: Mapped[dict] = mapped_column(JSON, default=dict)      # {"mode": "individual"|"global"|None, "value": …}
-    # kind "search": {"d_start", "tolerance", "d_max", "max_rounds"} (backend.analysis.search.Parameters)
+    # kind "search": {"d_start", "tolerance", "d_max", "max_rounds"} (backend.domain.analysis.search.Parameters)
     search: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Hidden from the lists (its runs too) unless asked for; nothing else changes.
@@ -71,7 +71,7 @@ class SearchGroup(Base):
     `rounds` lists the evaluated d in order: [{"round", "d", "run_ids", "mean", "n", "reached",
     "diverged"}, …], the last one possibly still running (mean and reached null). The bracket
     (lo, hi] holds the crossing of the threshold. Rounds are appended under a lock on the
-    experiment row (`backend.search_rounds`), so two workers finishing at once queue one round.
+    experiment row (`backend.domain.search_rounds`), so two workers finishing at once queue one round.
     """
 
     __tablename__ = "search_groups"
@@ -81,7 +81,7 @@ class SearchGroup(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)                  # the group's place in the grid's order
     grid_values: Mapped[dict] = mapped_column(JSON, default=dict)   # e.g. {"augmentation": "rff"}
-    status: Mapped[str] = mapped_column(String(20), default="searching", index=True)  # backend.analysis.search.STATUSES
+    status: Mapped[str] = mapped_column(String(20), default="searching", index=True)  # backend.domain.analysis.search.STATUSES
     reason: Mapped[str | None] = mapped_column(Text)
     threshold: Mapped[float | None] = mapped_column(Float)
     bracket_lo: Mapped[int | None] = mapped_column(Integer)
@@ -143,7 +143,7 @@ class MetricPoint(Base):
 class MetricEnvelope(Base):
     """The envelope of one series over a bucket of ENVELOPE_STEPS steps: its first, lowest, highest
     and last point. Written beside the points, so a long curve is drawn from a few thousand rows
-    instead of every point, and a spike of any height still shows (backend/points.py)."""
+    instead of every point, and a spike of any height still shows (backend/domain/points.py)."""
 
     __tablename__ = "metric_envelopes"
     __table_args__ = (UniqueConstraint("run_id", "key", "bucket", name="uq_metric_envelopes_run_key_bucket"),)

@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from backend.models import MetricEnvelope, MetricPoint
+from backend.domain.models import MetricEnvelope, MetricPoint
 
 POINTS = MetricPoint.__table__
 ENVELOPES = MetricEnvelope.__table__

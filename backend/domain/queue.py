@@ -1,4 +1,4 @@
-"""The Celery application: the broker carries only run ids; the database decides what runs.
+"""The queue producer: the Celery application; the broker carries only run ids, the database decides what runs.
 
 Importable without torch (the API imports it to enqueue): the training task's
 module (`worker.tasks`, in `include`) is imported by worker processes only.
@@ -34,7 +34,7 @@ import time
 
 from celery import Celery
 
-from backend.settings import Settings, get_settings
+from backend.domain.settings import Settings, get_settings
 
 TRAIN_TASK = "idlab.train_run"
 WEEK_SECONDS = 7 * 24 * 3600

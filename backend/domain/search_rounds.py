@@ -1,6 +1,6 @@
 """A search experiment's rounds in the database: its groups at creation, and each next round.
 
-`backend.analysis.search` decides which d comes next from a group's outcomes; this
+`backend.domain.analysis.search` decides which d comes next from a group's outcomes; this
 module records those outcomes and queues the runs. A group's round is complete when
 every run of it has finished — and, for an individual baseline, every direct-training
 run the group's threshold depends on. Then its outcome (mean accuracy, reached or not)
@@ -20,7 +20,7 @@ Messages are sent after the commit; a message that cannot be sent leaves the run
 and the reaper sends it again.
 
 Runs that did not succeed:
-    diverged            counts as falling short of the threshold at its d (backend.analysis.search)
+    diverged            counts as falling short of the threshold at its d (backend.domain.analysis.search)
     failed, cancelled   the group is "blocked", with the run and its error as the reason: no
                         further round is queued (cancelling an experiment's runs halts its search).
                         Retrying the run (POST /api/runs/{id}/retry) resumes the search once it
@@ -37,13 +37,13 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import lifecycle
-from backend.analysis import search as algorithm
-from backend.analysis.summary import FRACTION, final_accuracy, matching_baselines
-from backend.grid import BASELINE, MEMBER
-from backend.models import CANCELLED, DIVERGED, FAILED, FINISHED, SUCCEEDED, Experiment, Run, SearchGroup
-from backend.settings import Settings
-from backend.validation import check_run_config
+from backend.domain import lifecycle
+from backend.domain.analysis import search as algorithm
+from backend.domain.analysis.summary import FRACTION, final_accuracy, matching_baselines
+from backend.domain.grid import BASELINE, MEMBER
+from backend.domain.models import CANCELLED, DIVERGED, FAILED, FINISHED, SUCCEEDED, Experiment, Run, SearchGroup
+from backend.domain.settings import Settings
+from backend.domain.validation import check_run_config
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _new_round(number: int, d: int, run_ids: list[int]) -> dict:
 
 
 def _send(celery, run: Run) -> None:
-    from worker.celery_app import enqueue_run
+    from backend.domain.queue import enqueue_run
 
     try:
         enqueue_run(run.id, run.config, app=celery)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from backend.settings import Settings
+from backend.domain.settings import Settings
 from idlab.config import RunConfig
 
 Loc = tuple[str | int, ...]
@@ -89,7 +89,7 @@ def from_run_problem(session, config: RunConfig) -> str | None:
         return None
     from sqlalchemy import select
 
-    from backend.models import STATISTICS_ARTIFACT, Run, RunArtifact
+    from backend.domain.models import STATISTICS_ARTIFACT, Run, RunArtifact
 
     what = ("use the id of a subspace run that has succeeded (its P statistics are recorded once its "
             "projection is built), or another p_init such as 'normal'")

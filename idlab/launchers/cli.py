@@ -120,7 +120,7 @@ def config_from_preset(preset_id: str, chosen: dict[str, Any], from_run_stats: s
     template (P from an earlier run) is filled from the --from-run-stats file's config. Raises
     PresetError naming the field to give.
     """
-    from backend.grid import SUBSPACE_ONLY
+    from backend.domain.grid import SUBSPACE_ONLY
     from idlab import presets
 
     preset = presets.get(preset_id)
@@ -150,7 +150,7 @@ def _label(path: Path) -> str:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from backend.settings import Settings
+    from backend.domain.settings import Settings
     from idlab.presets import PresetError
 
     try:
@@ -182,7 +182,7 @@ def command_train(args: argparse.Namespace) -> int:
         from worker.subspace.statistics import sampling_stats
         from_run_stats = sampling_stats(json.loads(Path(args.from_run_stats).read_text())["statistics"]["P"])
 
-    from idlab.data_command import DownloadLine
+    from idlab.launchers.data_command import DownloadLine
     from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError, load_dataset
     from worker.subspace.training import train
 
@@ -239,13 +239,13 @@ def command_presets(args: argparse.Namespace) -> int:
 
 
 def command_worker(args: argparse.Namespace) -> int:
-    from idlab.worker_command import command_worker as run_worker
+    from idlab.launchers.worker_command import command_worker as run_worker
 
     return run_worker(args)
 
 
 def command_serve(args: argparse.Namespace) -> int:
-    from idlab.serve import serve
+    from idlab.launchers.serve import serve
 
     return serve(args.host, args.port, args.data_dir)
 
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "settings, as GET /api/config/presets serves them")
     presets.set_defaults(handler=command_presets)
 
-    from idlab.worker_command import add_worker_arguments
+    from idlab.launchers.worker_command import add_worker_arguments
 
     serve = commands.add_parser("serve", help="start the lab: the API, a worker and the reaper, in one command",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_arguments(worker)
     worker.set_defaults(handler=command_worker)
 
-    from idlab.data_command import add_data_commands
+    from idlab.launchers.data_command import add_data_commands
 
     add_data_commands(commands)
     return parser

@@ -38,7 +38,7 @@ def add_data_commands(commands) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from backend.settings import Settings
+    from backend.domain.settings import Settings
 
     return Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
 

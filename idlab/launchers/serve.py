@@ -7,7 +7,7 @@ Unless IDLAB_DATABASE_URL / IDLAB_BROKER_URL say otherwise, the database is SQLi
 (<data_dir>/idlab.db) and the broker Kombu's filesystem queue (<data_dir>/broker).
 This process supervises two children:
 
-    api      uvicorn serving backend.main:create_app (--factory) on --host/--port
+    api      uvicorn serving backend.api.app:create_app (--factory) on --host/--port
     worker   `idlab worker` (one run at a time; consumes cpu and gpu runs)
 
 and runs the reaper itself, so a run whose worker died is requeued even while the
@@ -17,7 +17,7 @@ stops the lab. Ctrl-C or SIGTERM stops both children together: each gets SIGTERM
 running run is handed back to the queue, and resumes from its start at the next
 `idlab serve`), and whatever still runs after STOP_GRACE_SECONDS is killed with its
 process group. The children die with this process even when it is killed outright
-(`idlab.supervised`).
+(`idlab.launchers.supervised`).
 
 In the embedded mode the API and the training share the machine's cores: the worker
 gets all but one for torch (IDLAB_TORCH_THREADS, unless set), so the API stays
@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger("idlab.serve")
+log = logging.getLogger("idlab.launchers.serve")
 
 STOP_GRACE_SECONDS = 20.0
 API_GRACE_SECONDS = 5
@@ -68,7 +68,7 @@ class Child:
     env: dict = field(default_factory=dict)
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "idlab.supervised", str(os.getpid()), *self.argv]
+        command = [sys.executable, "-m", "idlab.launchers.supervised", str(os.getpid()), *self.argv]
         # Its own session: Ctrl-C reaches only serve, which stops the children in order.
         self.process = subprocess.Popen(command, env=self.env, start_new_session=True)
         self.started_at = time.monotonic()
@@ -114,10 +114,10 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
     env = child_environment(data_dir)
     os.environ.update({key: env[key] for key in ("IDLAB_DATA_DIR", "IDLAB_TORCH_THREADS")})
 
-    from backend.guard import LOCAL_HOSTS, normalise
-    from backend.migrate import upgrade
-    from backend.settings import get_settings
-    from worker.celery_app import make_celery
+    from backend.api.guard import LOCAL_HOSTS, normalise
+    from backend.domain.migrate import upgrade
+    from backend.domain.settings import get_settings
+    from backend.domain.queue import make_celery
     from worker.maintenance import Maintenance
 
     get_settings.cache_clear()
@@ -131,14 +131,14 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
     if hosts:
         env["IDLAB_ALLOWED_HOSTS"] = ",".join(hosts)
     upgrade(settings.database)  # once here, before the API and the worker both try
-    api = Child("api", [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
+    api = Child("api", [sys.executable, "-m", "uvicorn", "backend.api.app:create_app", "--factory",
                         "--host", host, "--port", str(port),
                         # open event streams must not hold the stop up
                         "--timeout-graceful-shutdown", str(API_GRACE_SECONDS),
                         # the browser polls and streams: a line per request would bury the lab's own messages
                         "--no-access-log"],
                 restart=False, env=env)
-    worker = Child("worker", [sys.executable, "-m", "idlab.cli", "worker", "--name", f"embedded@{socket.gethostname()}"],
+    worker = Child("worker", [sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", f"embedded@{socket.gethostname()}"],
                    restart=True, env=env)
     children = [api, worker]
     maintenance = Maintenance(settings, make_celery(settings))

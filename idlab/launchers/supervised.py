@@ -1,4 +1,4 @@
-"""Start a command that dies with its parent: `python -m idlab.supervised PARENT_PID COMMAND [ARG…]`.
+"""Start a command that dies with its parent: `python -m idlab.launchers.supervised PARENT_PID COMMAND [ARG…]`.
 
 `idlab serve` starts the API and the worker through this, so that even when serve
 itself is killed (SIGKILL: no chance to clean up) they receive SIGTERM and stop —

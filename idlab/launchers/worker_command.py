@@ -43,14 +43,14 @@ def command_worker(args: argparse.Namespace) -> int:
     configure_environment(args.data_dir, args.concurrency, args.batch_runs)
     logging.basicConfig(level=args.loglevel.upper(), format=LOG_FORMAT)
 
-    from backend.migrate import upgrade
-    from backend.settings import get_settings
+    from backend.domain.migrate import upgrade
+    from backend.domain.settings import get_settings
 
     get_settings.cache_clear()
     settings = get_settings()
     upgrade(settings.database)
 
-    from worker.celery_app import celery_app, create_broker_folders
+    from backend.domain.queue import celery_app, create_broker_folders
     from worker.devices import default_queues
 
     create_broker_folders(settings)

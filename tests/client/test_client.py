@@ -50,8 +50,8 @@ def test_importing_the_client_loads_no_server_or_engine_code(tmp_path):
 
 
 def test_the_client_names_the_api_statuses_and_export_columns():
-    from backend.analysis.export import RUN_COLUMNS as EXPORT_COLUMNS
-    from backend.models import FINISHED as API_FINISHED
+    from backend.domain.analysis.export import RUN_COLUMNS as EXPORT_COLUMNS
+    from backend.domain.models import FINISHED as API_FINISHED
     from idlab.client import RUN_COLUMNS
 
     assert FINISHED == API_FINISHED

@@ -130,7 +130,7 @@ def test_docker_compose_refuses_to_start_without_a_secret(tmp_path, secret):
 
 def test_the_api_answers_to_its_service_name_and_the_names_in_env(monkeypatch):
     """Besides localhost (the published port, 127.0.0.1 only): the service name, and what .env adds."""
-    from backend.settings import Settings
+    from backend.domain.settings import Settings
 
     def allowed_hosts(variables: dict[str, str]) -> list[str]:
         value = interpolate(str(SERVICES["api"]["environment"]["IDLAB_ALLOWED_HOSTS"]), variables)
@@ -201,7 +201,7 @@ def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_da
                 command[command.index("--port") + 1] = str(port)
                 command[command.index("--host") + 1] = "127.0.0.1"
             command = [sys.executable, "-m", "uvicorn", *command[1:]] if command[0] == "uvicorn" else \
-                [sys.executable, "-m", "idlab.cli", *command[1:]]
+                [sys.executable, "-m", "idlab.launchers.cli", *command[1:]]
             processes.append(subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True,
                                               stdout=open(tmp_path / f"{name}.log", "w"), stderr=subprocess.STDOUT))
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,

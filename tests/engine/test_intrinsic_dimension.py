@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.subspace.intrinsic_dimension import (
+from backend.domain.analysis.intrinsic_dimension import (
     METHODS,
     accuracy_by_d,
     d_int90,
@@ -311,7 +311,7 @@ def test_the_plain_seed_bootstrap_under_covers_at_three_seeds(calibration):
 
 def test_module_imports_without_torch():
     code = (
-        "import sys, worker.subspace.intrinsic_dimension as m; "
+        "import sys, backend.domain.analysis.intrinsic_dimension as m; "
         "assert 'torch' not in sys.modules, 'torch was imported'; "
         "print(m.d_int90([(1, 1.0)], 1.0)['d_int90'])"
     )

@@ -26,11 +26,11 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import migrate
-from backend.db import make_engine
-from backend.main import create_app
-from backend.models import Base
-from backend.settings import Settings
+from backend.domain import migrate
+from backend.domain.db import make_engine
+from backend.api.app import create_app
+from backend.domain.models import Base
+from backend.domain.settings import Settings
 from tests.lab.lab_processes import TESTCLIENT_HOSTS, sse_blocks
 
 POSTGRES_SERVER = os.environ.get("IDLAB_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")

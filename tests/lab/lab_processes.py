@@ -7,7 +7,7 @@ Two modes, the same code:
 
 Workers are started as `idlab worker` subprocesses in their own process group, so a
 test can kill one with everything it forked. Runs are created directly through
-`backend.lifecycle.new_run` and sent with `enqueue_run`, as the API does.
+`backend.domain.lifecycle.new_run` and sent with `enqueue_run`, as the API does.
 
 For the fault tests, a deployed lab can also run on a private `redis-server` (`RedisServer`,
 which a test may kill and start again), serve the API as its own process (`ApiProcess`,
@@ -35,11 +35,11 @@ from typing import Any, Callable, Iterable, Iterator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import lifecycle
-from backend.db import make_engine
-from backend.migrate import upgrade
-from backend.models import FINISHED, MetricPoint, Run, RunArtifact, Worker
-from backend.settings import Settings
+from backend.domain import lifecycle
+from backend.domain.db import make_engine
+from backend.domain.migrate import upgrade
+from backend.domain.models import FINISHED, MetricPoint, Run, RunArtifact, Worker
+from backend.domain.settings import Settings
 from idlab import metrics as M
 from idlab.config import RunConfig
 
@@ -96,7 +96,7 @@ class WorkerProcess:
         # It runs in the lab's folder, so no .env of the repository reaches its settings.
         self.name = f"{name}@{socket.gethostname()}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "idlab.cli", "worker", "--name", self.name]
+        command = [sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", self.name]
         if queues:
             command += ["--queues", queues]
         self.log = open(log_path, "ab")
@@ -155,7 +155,7 @@ class Lab:
         upgrade(self.settings.database)
         self.engine = make_engine(self.settings.database)
         self.sessions: sessionmaker[Session] = sessionmaker(bind=self.engine, expire_on_commit=False)
-        from worker.celery_app import make_celery
+        from backend.domain.queue import make_celery
 
         self.celery = make_celery(self.settings)
         self.workers: list[WorkerProcess] = []
@@ -224,7 +224,7 @@ class Lab:
         return run_id
 
     def send(self, run_id: int, config: dict | None = None) -> None:
-        from worker.celery_app import enqueue_run
+        from backend.domain.queue import enqueue_run
 
         if config is None:
             config = self.run(run_id).config
@@ -366,7 +366,7 @@ class RedisServer:
 
 
 class ApiProcess:
-    """The API as deployed: docker-compose.yml's `uvicorn backend.main:create_app --factory`, as its own
+    """The API as deployed: docker-compose.yml's `uvicorn backend.api.app:create_app --factory`, as its own
     process (and process group) on a fixed port, so that a test can kill it and start it again there."""
 
     def __init__(self, env: dict, log_path: Path, port: int):
@@ -378,7 +378,7 @@ class ApiProcess:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
+                [sys.executable, "-m", "uvicorn", "backend.api.app:create_app", "--factory",
                  "--host", "127.0.0.1", "--port", str(self.port)],
                 env=self.env, cwd=self.log_path.parent, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)

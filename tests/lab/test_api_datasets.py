@@ -8,7 +8,7 @@ import sys
 
 from fastapi.testclient import TestClient
 
-from backend.main import create_app
+from backend.api.app import create_app
 from idlab.config import DATASETS
 from idlab.dataset_files import CATALOG
 
@@ -42,8 +42,8 @@ def test_with_downloads_off_a_missing_dataset_is_not_promised(settings):
 
 
 def test_listing_the_datasets_imports_no_torch(tmp_path):
-    code = ("import sys; from fastapi.testclient import TestClient; from backend.main import create_app; "
-            "from backend.settings import Settings; "
+    code = ("import sys; from fastapi.testclient import TestClient; from backend.api.app import create_app; "
+            "from backend.domain.settings import Settings; "
             f"s = Settings(_env_file=None, data_dir={str(tmp_path)!r}, allowed_hosts=['testserver']); "
             "c = TestClient(create_app(s)); c.__enter__(); r = c.get('/api/datasets'); "
             "assert r.status_code == 200, r.text; assert len(r.json()) == 4; "

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from backend import lifecycle
-from backend.models import (CANCELLED, FAILED, RUNNING, Experiment, MetricEnvelope, MetricPoint, Run,
+from backend.domain import lifecycle
+from backend.domain.models import (CANCELLED, FAILED, RUNNING, Experiment, MetricEnvelope, MetricPoint, Run,
                             RunArtifact, SearchGroup)
-from backend.points import write_points
+from backend.domain.points import write_points
 from tests.lab.test_api_runs import SMALL, finish, make_run
 
 TOKEN = "s3cret-token"

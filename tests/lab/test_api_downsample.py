@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from backend.analysis.downsample import downsample, lttb, minmax_envelope
+from backend.domain.analysis.downsample import downsample, lttb, minmax_envelope
 
 
 @pytest.mark.parametrize("n, max_points", [(100_000, 1000), (12_345, 100), (1001, 1000), (50, 10)])

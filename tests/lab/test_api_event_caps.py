@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from backend.events import Database, OpenStreams
+from backend.api.events import Database, OpenStreams
 
 TIMEOUT = httpx.Timeout(10.0)
 SMALL = {"dataset": "synthetic", "d": 20, "epochs": 1}

@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from backend import lifecycle
-from backend.models import SUCCEEDED
-from backend.points import write_points
+from backend.domain import lifecycle
+from backend.domain.models import SUCCEEDED
+from backend.domain.points import write_points
 from tests.lab.conftest import EventReader
 
 TIMEOUT = httpx.Timeout(10.0)

@@ -1,4 +1,4 @@
-"""The lab's edge towards browsers (backend.guard, backend.docs): it answers only to its own host names,
+"""The lab's edge towards browsers (backend.api.guard, backend.api.docs): it answers only to its own host names,
 refuses writes from other sites whether or not a token is set, marks every answer with its security
 headers, serves the OpenAPI pages' assets itself; and `idlab serve` on a non-loopback address needs a
 token and serves the names it is reached by.
@@ -20,12 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from backend.docs import inline_script_hashes
-from backend.frontend import FRONTEND_DIR
-from backend.guard import BrowserGuard, split_host
-from backend.main import create_app
-from backend.settings import Settings
-from idlab.serve import is_loopback, served_names
+from backend.api.docs import inline_script_hashes
+from backend.api.frontend import FRONTEND_DIR
+from backend.api.guard import BrowserGuard, split_host
+from backend.api.app import create_app
+from backend.domain.settings import Settings
+from idlab.launchers.serve import is_loopback, served_names
 from tests.lab.lab_processes import TESTCLIENT_HOSTS, free_port, wait_for
 
 SMALL = {"dataset": "synthetic", "fc_widths": [16], "d": 20, "epochs": 1}
@@ -270,7 +270,7 @@ def serve_env(**settings: str) -> dict[str, str]:
 
 def test_serve_refuses_a_non_loopback_address_without_a_token(tmp_path):
     port = free_port()
-    result = subprocess.run([sys.executable, "-m", "idlab.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
+    result = subprocess.run([sys.executable, "-m", "idlab.launchers.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
                              "--data-dir", str(tmp_path / "lab")],
                             env=serve_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -294,7 +294,7 @@ def test_serve_on_every_address_with_a_token_answers_to_the_machines_name(tmp_pa
     port = free_port()
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "idlab.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
                                     "--data-dir", str(tmp_path / "lab")],
                                    env=serve_env(IDLAB_API_TOKEN=TOKEN, IDLAB_ALLOWED_HOSTS="lab.example"),
                                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

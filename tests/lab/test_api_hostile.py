@@ -15,8 +15,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from backend import lifecycle, points
-from backend.models import Base, Run, RunArtifact
+from backend.domain import lifecycle, points
+from backend.domain.models import Base, Run, RunArtifact
 from idlab.config import RunConfig
 from tests.lab.test_api_runs import SMALL, finish
 

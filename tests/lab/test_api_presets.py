@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from backend.models import SUCCEEDED, RunArtifact
+from backend.domain.models import SUCCEEDED, RunArtifact
 from idlab import presets
 from tests.lab.test_api_experiments import stored_counts
 from tests.lab.test_api_runs import finish

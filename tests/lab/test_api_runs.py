@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend import lifecycle
-from backend.models import FAILED, RUNNING, SUCCEEDED, MetricPoint, Run, RunArtifact, utcnow
-from backend.points import ENVELOPE_STEPS, ENVELOPES, RAW_LIMIT, rebuild_envelopes, write_points
+from backend.domain import lifecycle
+from backend.domain.models import FAILED, RUNNING, SUCCEEDED, MetricPoint, Run, RunArtifact, utcnow
+from backend.domain.points import ENVELOPE_STEPS, ENVELOPES, RAW_LIMIT, rebuild_envelopes, write_points
 from idlab import metrics as M
 from idlab.config import RunConfig
 from tests.lab.conftest import REPO, queued_run_ids
@@ -398,8 +398,8 @@ def test_distributions(client, sessions):
 
 
 def test_the_backend_never_imports_torch(tmp_path):
-    code = ("import sys, backend.main, backend.routers.runs, backend.routers.experiments, backend.analysis.summary, "
-            "backend.events, backend.points; backend.main.create_app; "
+    code = ("import sys, backend.api.app, backend.api.routers.runs, backend.api.routers.experiments, backend.domain.analysis.summary, "
+            "backend.api.events, backend.domain.points; backend.api.app.create_app; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = {**os.environ, "PYTHONPATH": str(REPO), "IDLAB_DATA_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

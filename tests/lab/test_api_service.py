@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 
-import backend.frontend
-from backend.auth import MUTATING_METHODS
-from backend.main import create_app
-from backend.models import Worker, utcnow
-from backend.settings import Settings
+import backend.api.frontend
+from backend.api.auth import MUTATING_METHODS
+from backend.api.app import create_app
+from backend.domain.models import Worker, utcnow
+from backend.domain.settings import Settings
 from tests.lab.lab_processes import TESTCLIENT_HOSTS
 
 SMALL = {"dataset": "synthetic", "d": 20, "epochs": 1}
@@ -101,9 +101,9 @@ def test_openapi_documents_the_run_config(client):
 
 def test_the_schema_lists_the_statuses_from_their_one_source(client):
     """The dashboard reads run and search-group statuses here, never from a list of its own."""
-    from backend import models
-    from backend.analysis import search
-    from backend.lifecycle import RETRYABLE
+    from backend.domain import models
+    from backend.domain.analysis import search
+    from backend.domain.lifecycle import RETRYABLE
 
     schema = client.get("/api/config/schema").json()
     assert schema["run_statuses"] == list(models.STATUSES) == [
@@ -128,7 +128,7 @@ def test_the_frontend_is_served_when_present(settings, tmp_path, monkeypatch):
     frontend = tmp_path / "frontend"
     frontend.mkdir()
     (frontend / "index.html").write_text("<h1>idlab</h1>")
-    monkeypatch.setattr(backend.frontend, "FRONTEND_DIR", frontend)
+    monkeypatch.setattr(backend.api.frontend, "FRONTEND_DIR", frontend)
     with TestClient(create_app(settings)) as client:
         assert client.get("/").text == "<h1>idlab</h1>"
         assert client.get("/api/health").status_code == 200

@@ -14,10 +14,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend import lifecycle
-from backend.models import FAILED, QUEUED, RUNNING, SUCCEEDED, MetricEnvelope, MetricPoint, Run, utcnow
-from backend.points import write_points
-from backend.settings import Settings
+from backend.domain import lifecycle
+from backend.domain.models import FAILED, QUEUED, RUNNING, SUCCEEDED, MetricEnvelope, MetricPoint, Run, utcnow
+from backend.domain.points import write_points
+from backend.domain.settings import Settings
 from idlab.config import RunConfig
 from worker.reaper import reap
 from worker.recorder import LOST, RunRecorder

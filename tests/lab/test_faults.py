@@ -29,8 +29,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from backend import lifecycle
-from backend.models import CANCELLED, RUNNING, SUCCEEDED, MetricPoint, Run
+from backend.domain import lifecycle
+from backend.domain.models import CANCELLED, RUNNING, SUCCEEDED, MetricPoint, Run
 from idlab import metrics as M
 from idlab.config import RunConfig
 from tests.lab.lab_processes import TINY, EventSourceClient, RedisServer, expected_point_keys, open_lab, wait_for

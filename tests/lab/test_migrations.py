@@ -17,9 +17,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
-from backend import migrate
-from backend.db import make_engine
-from backend.models import Base, IdempotencyKey, MetricPoint, Run
+from backend.domain import migrate
+from backend.domain.db import make_engine
+from backend.domain.models import Base, IdempotencyKey, MetricPoint, Run
 from tests.lab.conftest import POSTGRES_SERVER
 
 #: The revisions whose downgrade runs here (before them, migrations are the initial schema).

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from backend import search_rounds
-from backend.analysis.search import Parameters, simulate
-from backend.models import DIVERGED, FAILED, QUEUED, SUCCEEDED, Experiment, Run, SearchGroup
+from backend.domain import search_rounds
+from backend.domain.analysis.search import Parameters, simulate
+from backend.domain.models import DIVERGED, FAILED, QUEUED, SUCCEEDED, Experiment, Run, SearchGroup
 from tests.lab.conftest import EventReader, queued_run_ids
 from tests.lab.test_api_experiments import stored_counts
 from tests.lab.test_api_runs import finish
@@ -302,7 +302,7 @@ def test_two_advancers_at_once_queue_one_round(client, settings, sessions, datab
     """Two workers finish a round's last runs at the same moment: both find the round complete,
     one of them queues the next round (the experiment row's lock), the other nothing."""
     body = create(client, seeds=[0, 1, 2])
-    from backend.db import make_engine
+    from backend.domain.db import make_engine
     from sqlalchemy.orm import sessionmaker
 
     engines = [make_engine(database_url) for _ in range(4)]

@@ -1,4 +1,4 @@
-"""The adaptive search for d_int90 (backend/analysis/search.py) against known accuracy-vs-d curves.
+"""The adaptive search for d_int90 (backend/domain/analysis/search.py) against known accuracy-vs-d curves.
 
 In place of training, accuracy is a known function of d — a logistic in log d of several
 shapes, a step, noisy seeds — whose true d_int90 (the smallest integer d reaching the
@@ -13,9 +13,9 @@ import random
 
 import pytest
 
-from backend.analysis.search import (DECIDED, SEARCHING, STOPPED, Parameters, bracket, log_grid, max_rounds_needed,
+from backend.domain.analysis.search import (DECIDED, SEARCHING, STOPPED, Parameters, bracket, log_grid, max_rounds_needed,
                                      next_step, round_outcome, simulate)
-from worker.subspace import intrinsic_dimension
+from backend.domain.analysis import intrinsic_dimension
 
 
 def logistic(d0: float, slope: float, floor: float = 0.1, top: float = 0.98):

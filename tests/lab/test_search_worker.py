@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from backend.main import create_app
-from backend.models import SUCCEEDED, Run
+from backend.api.app import create_app
+from backend.domain.models import SUCCEEDED, Run
 from tests.lab.lab_processes import (REDIS_URL, Lab, create_database, drop_database, flush_redis, postgres_reachable,
                                      redis_reachable, wait_for)
 

@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from backend import lifecycle
-from backend.models import FAILED, QUEUED, RUNNING, SUCCEEDED, MetricPoint, Run, Worker
+from backend.domain import lifecycle
+from backend.domain.models import FAILED, QUEUED, RUNNING, SUCCEEDED, MetricPoint, Run, Worker
 from idlab.config import RunConfig
 from tests.lab.worker_fixtures import add_run, add_worker, database, sessions, settings  # noqa: F401 - fixtures
 from worker.batching import Claimed, claim_batchmates
@@ -137,7 +137,7 @@ def test_a_run_that_cannot_start_fails_alone_and_its_batchmates_train(sessions, 
 
 
 def test_a_stale_execution_stores_neither_its_artifact_nor_its_outcome(sessions, settings):
-    from backend.models import STATISTICS_ARTIFACT, RunArtifact
+    from backend.domain.models import STATISTICS_ARTIFACT, RunArtifact
     from worker.execution import RunExecution
     from worker.heartbeat import Heartbeat
 

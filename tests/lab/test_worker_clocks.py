@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import lifecycle
-from backend.models import RUNNING, SUCCEEDED
+from backend.domain import lifecycle
+from backend.domain.models import RUNNING, SUCCEEDED
 from tests.lab.lab_processes import LONG, RedisServer, WorkerProcess, open_lab, wait_for
 from tests.lab.worker_fixtures import SentMessages
 from worker.reaper import reap

@@ -18,7 +18,7 @@ from collections import Counter
 
 import pytest
 
-from backend.models import QUEUED, RUNNING, SUCCEEDED
+from backend.domain.models import QUEUED, RUNNING, SUCCEEDED
 from idlab.config import RunConfig
 from tests.lab.lab_processes import LONG, MODES, TINY, expected_point_keys, open_lab, wait_for
 

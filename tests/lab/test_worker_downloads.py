@@ -11,8 +11,8 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.main import create_app
-from backend.models import FAILED, FINISHED, SUCCEEDED
+from backend.api.app import create_app
+from backend.domain.models import FAILED, FINISHED, SUCCEEDED
 from idlab import metrics as M
 from idlab.dataset_files import CATALOG
 from tests.lab.lab_processes import open_lab, wait_for

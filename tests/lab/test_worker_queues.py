@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.main import create_app
-from backend.models import SUCCEEDED
+from backend.api.app import create_app
+from backend.domain.models import SUCCEEDED
 from tests.lab.lab_processes import LONG, open_lab, wait_for
-from worker.celery_app import queue_for
+from backend.domain.queue import queue_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-from backend import lifecycle
-from backend.models import utcnow
-from worker.celery_app import TRAIN_TASK
+from backend.domain import lifecycle
+from backend.domain.models import utcnow
+from backend.domain.queue import TRAIN_TASK
 from worker.reaper import reap, resend_handed_back
 from tests.lab.conftest import REPO
 from tests.lab.worker_fixtures import SentMessages, add_run, add_worker, database, reload, sessions, settings  # noqa: F401
@@ -121,8 +121,8 @@ def test_runs_a_stopping_worker_handed_back_are_sent_again(sessions, settings):
 
 
 def test_the_api_can_enqueue_without_importing_torch():
-    code = ("import sys, tempfile; from backend.settings import Settings; "
-            "from worker.celery_app import make_celery, enqueue_run; "
+    code = ("import sys, tempfile; from backend.domain.settings import Settings; "
+            "from backend.domain.queue import make_celery, enqueue_run; "
             "app = make_celery(Settings(_env_file=None, data_dir=tempfile.mkdtemp())); "
             "enqueue_run(1, {'device': 'cpu'}, app); assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -132,10 +132,10 @@ def test_the_api_can_enqueue_without_importing_torch():
 def test_importing_the_backend_creates_nothing_on_disk(tmp_path):
     """A notebook importing the API or the Celery app in some folder finds that folder untouched;
     the API's app creates the embedded broker's folders in its data directory when it is made."""
-    code = ("import backend.main, worker.celery_app, pathlib; "
+    code = ("import backend.api.app, backend.domain.queue, pathlib; "
             "assert not list(pathlib.Path('.').iterdir()), list(pathlib.Path('.').iterdir()); "
-            "from backend.settings import Settings; "
-            "worker.celery_app.make_celery(Settings(_env_file=None, data_dir='lab')); "
+            "from backend.domain.settings import Settings; "
+            "backend.domain.queue.make_celery(Settings(_env_file=None, data_dir='lab')); "
             "assert sorted(p.name for p in pathlib.Path('lab/broker').iterdir()) == ['control', 'processed', 'queue']")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDLAB_")}
     env["PYTHONPATH"] = str(REPO)
@@ -161,8 +161,8 @@ def test_a_stuck_queue_does_not_starve_the_lost_runs_of_an_idle_one(sessions, se
 def test_the_sql_queue_filter_agrees_with_queue_for(sessions, settings):
     from sqlalchemy import select
 
-    from backend.models import Run
-    from worker.celery_app import queue_for
+    from backend.domain.models import Run
+    from backend.domain.queue import queue_for
     from worker.reaper import in_queues
 
     runs = {device: add_run(sessions, device=device).id for device in ("cpu", "auto", "cuda", "cuda:1")}

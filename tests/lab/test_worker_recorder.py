@@ -9,8 +9,8 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from backend import lifecycle
-from backend.models import MetricPoint, Run
+from backend.domain import lifecycle
+from backend.domain.models import MetricPoint, Run
 from worker.recorder import BATCH_POINTS, CANCEL, CHECK_SECONDS, FLUSH_SECONDS, LOST, SHUTDOWN, RunRecorder
 from worker.subspace.training import MetricPoint as Point
 from tests.lab.worker_fixtures import add_run, database, sessions  # noqa: F401

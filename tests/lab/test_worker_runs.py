@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from backend import lifecycle
-from backend.models import CANCELLED, FAILED, RUNNING, SUCCEEDED, Run
+from backend.domain import lifecycle
+from backend.domain.models import CANCELLED, FAILED, RUNNING, SUCCEEDED, Run
 from idlab import metrics as M
 from idlab.config import RunConfig
 from tests.lab.lab_processes import LONG, MODES, TINY, expected_point_keys, open_lab, wait_for
@@ -71,7 +71,7 @@ def test_an_experiment_through_the_api_succeeds_and_its_summary_finds_d_int90(la
     through the HTTP API, executed by the real worker, summarised."""
     from fastapi.testclient import TestClient
 
-    from backend.main import create_app
+    from backend.api.app import create_app
 
     # Large enough a d for the linear subspace to reach 90% of direct training in seconds.
     base = dict(TINY, fc_widths=[16], epochs=10, batch_size=16, lr=0.01, projection="sparse", log_every=5)

@@ -64,7 +64,7 @@ class Serve:
         self.log_path = data_dir / "serve.log"
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "idlab.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "idlab.launchers.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
             env=env, cwd=data_dir, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def get(self, path: str):

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
 
-from backend import lifecycle
-from backend.db import make_engine
-from backend.migrate import upgrade
-from backend.models import Base, Run, Worker, utcnow
-from backend.settings import Settings
+from backend.domain import lifecycle
+from backend.domain.db import make_engine
+from backend.domain.migrate import upgrade
+from backend.domain.models import Base, Run, Worker, utcnow
+from backend.domain.settings import Settings
 from idlab.config import RunConfig
 from tests.lab.lab_processes import TINY
 

@@ -62,7 +62,7 @@ class Lab:
         env.update({"IDLAB_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1", **overrides})
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "idlab.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
+            [sys.executable, "-m", "idlab.launchers.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.http = httpx.Client(base_url=self.url, timeout=30)
 

@@ -354,10 +354,10 @@ def insert_timing_data(lab) -> int:
     """500 finished runs and one run with 100,000 logged steps, written straight into the lab's database."""
     from sqlalchemy.orm import Session
 
-    from backend import lifecycle
-    from backend.db import make_engine
-    from backend.models import SUCCEEDED, utcnow
-    from backend.points import write_points
+    from backend.domain import lifecycle
+    from backend.domain.db import make_engine
+    from backend.domain.models import SUCCEEDED, utcnow
+    from backend.domain.points import write_points
     from idlab.config import RunConfig
 
     engine = make_engine(lab.database_url)

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backend.frontend import FRONTEND_DIR, mount_frontend, plotly_js_path
+from backend.api.frontend import FRONTEND_DIR, mount_frontend, plotly_js_path
 
 #: Anything that would make a page load ask another host: absolute URLs, protocol-relative ones, CSS imports.
 FOREIGN = re.compile(r"""(https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import|url\(\s*["']?(https?:|//)""", re.I)

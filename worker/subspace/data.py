@@ -104,7 +104,7 @@ def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download
         root = resolve_data_dir(data_dir)
         if download and CATALOG[name].missing(root):
             if mirrors is None:
-                from backend.settings import get_settings
+                from backend.domain.settings import get_settings
 
                 mirrors = get_settings().dataset_mirrors
             download_dataset(name, root, mirrors, on_progress)

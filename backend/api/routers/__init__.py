@@ -1,1 +1,1 @@
-"""One router per resource, all mounted under /api by backend.main."""
+"""One router per resource, all mounted under /api by backend.api.app."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.deps import SettingsDep
-from backend.schemas.datasets import DatasetOut
+from backend.api.deps import SettingsDep
+from backend.api.schemas.datasets import DatasetOut
 from idlab.config import DATASETS
 from idlab.dataset_download import mirror_bases
 from idlab.dataset_files import CATALOG

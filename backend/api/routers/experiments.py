@@ -14,18 +14,18 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from backend import lifecycle, search_rounds
-from backend.analysis import export
-from backend.analysis.summary import summarize
-from backend.auth import WRITE
-from backend.deps import CeleryDep, SessionDep, SettingsDep
-from backend.events import event_stream, experiment_events
-from backend.grid import BASELINE, plan_experiment, search_rounds_at_most
-from backend.models import FINISHED, Experiment, Run, SearchGroup
-from backend.routers.replay import IdempotencyKeyHeader, Idempotent, commit
-from backend.routers.runs import active_references, enqueue, reference_refusal
-from backend.schemas.common import MAX_ID, json_safe
-from backend.schemas.experiments import (
+from backend.domain import lifecycle, search_rounds
+from backend.domain.analysis import export
+from backend.domain.analysis.summary import summarize
+from backend.api.auth import WRITE
+from backend.api.deps import CeleryDep, SessionDep, SettingsDep
+from backend.api.events import event_stream, experiment_events
+from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
+from backend.domain.models import FINISHED, Experiment, Run, SearchGroup
+from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
+from backend.api.routers.runs import active_references, enqueue, reference_refusal
+from backend.api.schemas.common import MAX_ID, json_safe
+from backend.api.schemas.experiments import (
     ExperimentCreate,
     ExperimentCreated,
     ExperimentDetail,
@@ -34,8 +34,8 @@ from backend.schemas.experiments import (
     RunBrief,
     SummaryOut,
 )
-from backend.schemas.runs import ArchivedFilter, ArchivedPatch
-from backend.validation import echo, error, from_run_problem, reject
+from backend.api.schemas.runs import ArchivedFilter, ArchivedPatch
+from backend.domain.validation import echo, error, from_run_problem, reject
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request, Response
 from kombu import Connection
 from sqlalchemy import select, text
 
-from backend.deps import CeleryDep, SessionDep, SettingsDep
-from backend.lifecycle import database_now
-from backend.models import Worker, utcnow
-from backend.schemas.health import Check, HealthOut, WorkerOut
-from backend.settings import Settings
+from backend.api.deps import CeleryDep, SessionDep, SettingsDep
+from backend.domain.lifecycle import database_now
+from backend.domain.models import Worker, utcnow
+from backend.api.schemas.health import Check, HealthOut, WorkerOut
+from backend.domain.settings import Settings
 
 router = APIRouter(tags=["health"])
 

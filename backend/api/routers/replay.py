@@ -1,6 +1,6 @@
 """The Idempotency-Key header of the POSTs that create runs and experiments, as HTTP: the header,
 its check, the replayed answer and the refusal of a key reused for another request
-(the storage is backend/idempotency.py)."""
+(the storage is backend/api/idempotency.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend import idempotency
-from backend.settings import Settings
-from backend.validation import echo, error, reject
+from backend.api import idempotency
+from backend.domain.settings import Settings
+from backend.domain.validation import echo, error, reject
 
 HEADER = "Idempotency-Key"
 #: Set on an answer that is a stored one, replayed (Stripe's name for it).

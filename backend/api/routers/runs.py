@@ -13,20 +13,20 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from backend import lifecycle, points
-from backend.analysis.downsample import downsample
-from backend.auth import WRITE
-from backend.deps import CeleryDep, SessionDep, SettingsDep
-from backend.events import event_stream, run_events
-from backend.models import FINISHED, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
-from backend.routers.replay import IdempotencyKeyHeader, Idempotent, commit
-from backend.run_filters import archived_condition, checked_config_fields, config_conditions
-from backend.run_sorts import sort_order
-from backend.schemas.common import MAX_ID, RunConfigJSON, json_safe
-from backend.schemas.runs import (ArchivedFilter, ArchivedPatch, DistributionsOut, MetricsOut, RunOut, RunPage, RunRole,
+from backend.domain import lifecycle, points
+from backend.domain.analysis.downsample import downsample
+from backend.api.auth import WRITE
+from backend.api.deps import CeleryDep, SessionDep, SettingsDep
+from backend.api.events import event_stream, run_events
+from backend.domain.models import FINISHED, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
+from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
+from backend.api.run_filters import archived_condition, checked_config_fields, config_conditions
+from backend.api.run_sorts import sort_order
+from backend.api.schemas.common import MAX_ID, RunConfigJSON, json_safe
+from backend.api.schemas.runs import (ArchivedFilter, ArchivedPatch, DistributionsOut, MetricsOut, RunOut, RunPage, RunRole,
                                   RunStatus, SeriesOut)
-from backend.validation import check_run_config, config_errors, echo, error, from_run_problem, reject
-from worker.celery_app import enqueue_run
+from backend.domain.validation import check_run_config, config_errors, echo, error, from_run_problem, reject
+from backend.domain.queue import enqueue_run
 
 log = logging.getLogger("idlab.api")
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -203,7 +203,7 @@ def delete_run(run_id: RunId, session: SessionDep) -> Response:
     if refusal:
         raise HTTPException(409, refusal)
     # Conditional: a retry between the check and here leaves the run (the database decides). The
-    # points, envelopes and artifacts go by ON DELETE CASCADE (SQLite's foreign keys are on: backend.db).
+    # points, envelopes and artifacts go by ON DELETE CASCADE (SQLite's foreign keys are on: backend.domain.db).
     deleted = session.execute(delete(Run).where(Run.id == run_id, Run.status.in_(FINISHED))).rowcount
     if not deleted:
         session.rollback()
@@ -277,7 +277,7 @@ def run_metrics(
 
 @router.get("/{run_id}/events", summary="Live points and status (Server-Sent Events)",
             response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream (see backend/events.py)."}})
+            responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream (see backend/api/events.py)."}})
 async def run_event_stream(
     request: Request,
     run_id: RunId,

@@ -1,7 +1,7 @@
 """Experiments: a base config × a grid × seeds (+ a baseline), their lists and their summary.
 
 An experiment of kind "search" sweeps the grid fields other than d, and searches d itself
-(backend/analysis/search.py): its `search` parameters replace a grid of d.
+(backend/domain/analysis/search.py): its `search` parameters replace a grid of d.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from backend.analysis.search import STATUSES as SEARCH_STATUSES
-from backend.schemas.common import Page, RunConfigJSON
-from backend.schemas.runs import RunRole, RunStatus
+from backend.domain.analysis.search import STATUSES as SEARCH_STATUSES
+from backend.api.schemas.common import Page, RunConfigJSON
+from backend.api.schemas.runs import RunRole, RunStatus
 
 MAX_GRID_VALUES = 100
 MAX_SEEDS = 100

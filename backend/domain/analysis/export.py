@@ -12,8 +12,8 @@ import io
 import json
 from collections.abc import Sequence
 
-from backend import lifecycle
-from backend.models import Run
+from backend.domain import lifecycle
+from backend.domain.models import Run
 from idlab.config import RunConfig
 
 RUN_COLUMNS = ("run_id", "experiment_id", "role", "status", "attempt", "D", "k", "d", "created_at",

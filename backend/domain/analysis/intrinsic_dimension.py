@@ -1,6 +1,6 @@
 """d_int90: the intrinsic dimension of an objective landscape (Li et al., ICLR 2018, §2).
 
-Numpy only — the backend's analysis imports this module and never imports torch.
+Numpy only: part of the domain's analysis (`backend.domain.analysis`), which never imports torch.
 docs/statistics.md explains the choices below and lists the measured calibration.
 
 Given runs (d, a) — one test accuracy a per subspace-training run of intrinsic

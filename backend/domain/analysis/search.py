@@ -1,6 +1,6 @@
 """The adaptive search for d_int90: bracket d by doubling, then bisect on a log scale.
 
-Pure Python and numpy: no database, no torch. The service (`backend.search_rounds`) stores the
+Pure Python and numpy: no database, no torch. The service (`backend.domain.search_rounds`) stores the
 outcomes and queues the runs; this module only decides which d comes next.
 
 A search runs per group (one combination of the grid fields other than d), with the
@@ -130,7 +130,7 @@ def round_outcome(accuracies: Sequence[float | None], threshold: float) -> tuple
     """(ā, reached) of one round: the mean over the seeds that have an accuracy, and whether it counts
     as reaching τ — it does not if any seed diverged (None)."""
     valid = [a for a in accuracies if a is not None and math.isfinite(a)]
-    # numpy's mean, as worker.subspace.intrinsic_dimension takes it: the summary reaches the same verdicts.
+    # numpy's mean, as backend.domain.analysis.intrinsic_dimension takes it: the summary reaches the same verdicts.
     mean = float(np.mean(valid)) if valid else None
     return mean, bool(valid) and len(valid) == len(accuracies) and mean >= threshold
 

@@ -2,7 +2,7 @@
 
 Groups are the combinations of every grid field except `d` (and the seeds), e.g.
 one curve per augmentation. Within a group, the succeeded member runs give
-(d, final test_acc) pairs for worker.subspace.intrinsic_dimension.d_int90 (its
+(d, final test_acc) pairs for backend.domain.analysis.intrinsic_dimension.d_int90 (its
 Student-t interval, docs/statistics.md); a point's n counts only those runs.
 
 Nothing is dropped silently: each group reports its runs per status (`counts`) and
@@ -31,9 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backend.grid import BASELINE, MEMBER, SUBSPACE_ONLY
-from backend.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
-from worker.subspace import intrinsic_dimension
+from backend.domain.grid import BASELINE, MEMBER, SUBSPACE_ONLY
+from backend.domain.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
+from backend.domain.analysis import intrinsic_dimension
 
 FRACTION = 0.9
 N_BOOTSTRAP = 1000
@@ -117,7 +117,7 @@ def _best_at_last_epoch(run: Run) -> bool:
 
 
 def search_state(group) -> dict:
-    """A search group as the summary shows it (backend.models.SearchGroup)."""
+    """A search group as the summary shows it (backend.domain.models.SearchGroup)."""
     return {"status": group.status, "reason": group.reason, "decided": group.status == "decided",
             "bracket": [group.bracket_lo, group.bracket_hi], "threshold": group.threshold,
             "rounds": list(group.rounds or [])}

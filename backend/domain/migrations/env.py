@@ -1,8 +1,8 @@
-"""Alembic environment: migrations run online against the URL `backend.migrate` sets."""
+"""Alembic environment: migrations run online against the URL `backend.domain.migrate` sets."""
 
 from alembic import context
-from backend.db import make_engine
-from backend.models import Base
+from backend.domain.db import make_engine
+from backend.domain.models import Base
 
 config = context.config
 target_metadata = Base.metadata

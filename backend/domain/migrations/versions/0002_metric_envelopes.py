@@ -29,7 +29,7 @@ def upgrade() -> None:
                     sa.UniqueConstraint('run_id', 'key', 'bucket', name='uq_metric_envelopes_run_key_bucket'))
     # Envelopes of the points already stored, so existing long curves draw fast too.
     connection = op.get_bind()
-    from backend.points import rebuild_envelopes
+    from backend.domain.points import rebuild_envelopes
     for (run_id,) in connection.execute(sa.text('SELECT DISTINCT run_id FROM metric_points')).all():
         rebuild_envelopes(connection, run_id)
 
