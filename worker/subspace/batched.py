@@ -94,7 +94,7 @@ from worker.subspace.network import build_network
 from worker.subspace.stacked import StackedNetworks
 from worker.subspace.statistics import compare
 from worker.subspace.training import (EVAL_BATCH, LR_REDUCTION, Callback, MetricPoint, PhaseCallback, RunResult,
-                                      _no_improvement, make_optimizer, projection_blocks, resolve_device,
+                                      _no_improvement, make_optimizer, model_file, projection_blocks, resolve_device,
                                       rff_blocks)
 
 #: Told a run's RunResult when it leaves the batch.
@@ -410,7 +410,8 @@ class _Run:
             }
             if self.B_initial:
                 statistics["B"] = compare(self.B_initial, rff_blocks(network) if config.train_rff_b else None)
-        return RunResult(self.status, metrics, statistics, self.error)
+        model = model_file(config, network, metrics, self.from_run_stats) if self.status == "succeeded" else None
+        return RunResult(self.status, metrics, statistics, self.error, model)
 
 
 def _training(runs: list[_Run]) -> list[_Run]:

@@ -64,6 +64,7 @@ class RunResult:
     metrics: dict[str, float]
     statistics: dict = field(default_factory=dict)
     error: str | None = None
+    model: bytes | None = None         # a succeeded subspace run's model file (`export`), when it fits one
 
 
 class Diverged(RuntimeError):
@@ -183,7 +184,18 @@ def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
         }
         if B_initial:
             statistics["B"] = compare(B_initial, rff_blocks(network) if config.train_rff_b else None)
-    return RunResult(status, metrics, statistics, error)
+    model = model_file(config, network, metrics, from_run_stats) if subspace and status == "succeeded" else None
+    return RunResult(status, metrics, statistics, error, model)
+
+
+def model_file(config: RunConfig, network: SubspaceNetwork, metrics: dict, from_run_stats: dict | None) -> bytes | None:
+    """The run's model file (`export`): config, seed and trained tensors; None when they are too large for one."""
+    from worker.subspace import export  # it evaluates with this module's `evaluate`
+
+    try:
+        return export.export_bytes(config, network, metrics, from_run_stats)
+    except export.ModelFileError:
+        return None
 
 
 def rff_blocks(network: SubspaceNetwork) -> dict[str, Tensor]:
