@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from idlab import presets
 from backend.domain.analysis.intrinsic_dimension import d_int90
+from idlab import presets
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "reproduction"

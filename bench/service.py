@@ -49,9 +49,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import sessionmaker
 
+from backend.api.app import create_app
 from backend.domain import lifecycle, migrate
 from backend.domain.db import make_engine
-from backend.api.app import create_app
 from backend.domain.models import SUCCEEDED, Run
 from backend.domain.points import write_points
 from backend.domain.settings import Settings

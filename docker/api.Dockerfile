@@ -1,4 +1,4 @@
-# The API and the dashboard: no torch in this image (the backend never imports it).
+# The API and the dashboard: no torch in this image (the API, backend.api, never imports it).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -57,6 +57,7 @@ import httpx
 from pydantic import ValidationError
 
 from idlab.config import DATASETS, DEFAULT_DENSE_BUDGET_MB, RunConfig
+from idlab.statuses import FINISHED
 
 if TYPE_CHECKING:
     import pandas
@@ -66,8 +67,6 @@ __all__ = ["Lab", "LabError", "LabConnectionError", "LabAuthError", "LabNotFound
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TOKEN_ENV = "IDLAB_API_TOKEN"
-#: A run in one of these states changes no more (the API's run statuses, backend.domain.models.FINISHED).
-FINISHED = ("succeeded", "failed", "cancelled", "diverged")
 #: A group of a search experiment in this state has a round queued or about to be: more runs will come.
 SEARCHING = "searching"
 PAGE_SIZE = 1000

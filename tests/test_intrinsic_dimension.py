@@ -315,7 +315,7 @@ def test_module_imports_without_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'; "
         "print(m.d_int90([(1, 1.0)], 1.0)['d_int90'])"
     )
-    repo_root = Path(__file__).resolve().parents[2]
+    repo_root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=repo_root)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from backend.domain.grid import BASELINE, plan_experiment
 from backend.api.schemas.experiments import ExperimentCreate
+from backend.domain.grid import BASELINE, plan_experiment
 from backend.domain.settings import Settings
 from idlab import presets
 from idlab.config import RunConfig

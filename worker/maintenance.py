@@ -18,9 +18,9 @@ from celery import Celery
 from sqlalchemy.orm import sessionmaker
 
 from backend.domain.db import make_engine
+from backend.domain.queue import prune_processed_messages
 from backend.domain.settings import Settings
 from worker import presence
-from backend.domain.queue import prune_processed_messages
 from worker.fork_guard import guarded
 from worker.reaper import reap
 

@@ -40,8 +40,8 @@ from sqlalchemy.orm import Session
 
 from backend.domain import lifecycle, search_rounds
 from backend.domain.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker
-from backend.domain.settings import Settings
 from backend.domain.queue import enqueue_run
+from backend.domain.settings import Settings
 
 log = logging.getLogger(__name__)
 

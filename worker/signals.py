@@ -33,9 +33,9 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown, w
 from sqlalchemy.orm import Session
 
 from backend.domain.db import make_engine
+from backend.domain.queue import celery_app
 from backend.domain.settings import get_settings
 from worker import presence, shutdown
-from backend.domain.queue import celery_app
 from worker.devices import has_cuda
 from worker.fork_guard import guarded
 from worker.maintenance import Maintenance

@@ -13,10 +13,10 @@ import logging
 
 from celery.exceptions import Reject
 
+from backend.domain.queue import TRAIN_TASK, celery_app
 from backend.domain.settings import get_settings
 from worker import shutdown
 from worker import signals as _hooks  # noqa: F401 - connects the worker's signal handlers
-from backend.domain.queue import TRAIN_TASK, celery_app
 from worker.execution import execute
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 No application is built at import time: `create_app(settings)` builds one for the
 given settings, so tests (and tools) can run several, each on its own database.
-The backend never imports torch: the worker's engine is loaded by workers only.
+The API never imports torch or the worker (.importlinter): the engine is loaded by workers only.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from backend.api import errors
-from backend.domain import migrate
-from backend.domain.db import make_engine
-from backend.api.events import OpenStreams
 from backend.api.docs import mount_docs
+from backend.api.events import OpenStreams
 from backend.api.frontend import mount_frontend
 from backend.api.guard import BrowserGuard
 from backend.api.limits import RequestBodyLimit
 from backend.api.routers import config, datasets, experiments, health, runs
+from backend.domain import migrate
+from backend.domain.db import make_engine
+from backend.domain.queue import make_celery
 from backend.domain.settings import Settings, get_settings
 from idlab import __version__
 from idlab.config import RunConfig
-from backend.domain.queue import make_celery
 
 DESCRIPTION = """Intrinsic Dimension Lab: launch subspace-training runs and sweeps, watch them live,
 and compare projections and augmentations down to d_int90.

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from backend.domain.validation import echo
+from backend.domain.validation import InvalidRequest, echo
 
 log = logging.getLogger("idlab.api")
+
+
+def reject(errors: Iterable[dict]) -> RequestValidationError:
+    """The exception FastAPI answers with 422 {"detail": errors}."""
+    return RequestValidationError(list(errors))
 
 
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -23,6 +29,11 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
             entry["ctx"] = echo(e["ctx"])
         detail.append(entry)
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+async def invalid_in_domain(request: Request, exc: InvalidRequest) -> JSONResponse:
+    """What the domain refused (an experiment's grid, say), answered as FastAPI answers invalid input."""
+    return await invalid_request(request, reject(exc.errors))
 
 
 async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
@@ -37,5 +48,6 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(InvalidRequest, invalid_in_domain)
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(Exception, internal_error)

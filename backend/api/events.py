@@ -45,10 +45,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from backend.api.schemas.common import json_safe
 from backend.domain.analysis.search import SEARCHING
 from backend.domain.models import FINISHED, Run, SearchGroup
 from backend.domain.points import points_after
-from backend.api.schemas.common import json_safe
 
 POINTS_PER_EVENT = 5000
 RECONNECT_MS = 1000

@@ -16,8 +16,9 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, Numeric, cast, exists, or_
 from starlette.datastructures import QueryParams
 
+from backend.api.errors import reject
 from backend.domain.models import Experiment, Run
-from backend.domain.validation import echo, error, reject
+from backend.domain.validation import echo, error
 from idlab.config import RunConfig
 
 PREFIX = "config."

@@ -17,9 +17,10 @@ from sqlalchemy import ColumnElement, Float, Numeric, case, cast, func
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from backend.domain.models import STATUSES, Run
+from backend.api.errors import reject
 from backend.api.run_filters import PREFIX, json_scalar, scalar_kind
-from backend.domain.validation import echo, error, reject
+from backend.domain.models import STATUSES, Run
+from backend.domain.validation import echo, error
 from idlab import metrics as M
 from idlab.config import RunConfig
 

@@ -15,6 +15,10 @@ combinations is a group whose d is searched (backend/domain/analysis/search.py).
 at first is its round 1 — every group at d_start × seeds — and the baselines; every run
 is also validated at d_max, so that no later round can be refused (the dense-P budget,
 say, grows with d). Later rounds are queued by `backend.domain.search_rounds`.
+
+Part of the domain: the API plans an experiment with it, and the worker's search rounds
+use its roles. A request is anything shaped like `ExperimentRequest` (the API's
+`ExperimentCreate`); a refusal is `InvalidRequest`, which the API answers with 422.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from backend.domain.analysis.search import Parameters, max_rounds_needed
-from backend.api.schemas.experiments import ExperimentCreate
 from backend.domain.settings import Settings
-from backend.domain.validation import Loc, check_run_config, config_errors, echo, error, reject
+from backend.domain.validation import InvalidRequest, Loc, check_run_config, config_errors, echo, error
 from idlab.config import RunConfig
 
 MEMBER, BASELINE = "member", "baseline"
@@ -41,6 +45,25 @@ SUBSPACE_ONLY = frozenset({
     "theta_d_init", "theta_d_std", "use_theta0", "power_orders", "power_coefs", "rff_features",
     "rff_scale", "rff_amplitude", "rff_per_tensor", "rff_centered", "train_rff_b", "sparse_scope", "from_run_mean",
 })
+
+
+class SearchRequest(Protocol):
+    """A search's parameters as the request gives them (the API's schemas.experiments.SearchParameters)."""
+
+    d_start: int
+    d_max: int
+
+    def model_dump(self) -> dict[str, Any]: ...
+
+
+class ExperimentRequest(Protocol):
+    """What an experiment request says, validated in shape (the API's schemas.experiments.ExperimentCreate)."""
+
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: list[int] | None
+    baseline: bool | float | None
+    search: SearchRequest | None
 
 
 @dataclass
@@ -65,8 +88,8 @@ class Plan:
         return "grid" if self.search is None else "search"
 
 
-def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
-    """The runs of an experiment request; raises RequestValidationError (422) if any is invalid."""
+def plan_experiment(request: ExperimentRequest, settings: Settings) -> Plan:
+    """The runs of an experiment request; raises InvalidRequest (the API's 422) if any is invalid."""
     base, grid = dict(request.base), dict(request.grid)
     seeds = request.seeds if request.seeds is not None else [base.get("seed", 0)]
     base.pop("seed", None)                                  # `seeds` decides
@@ -80,7 +103,7 @@ def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
 
     errors = _check_shape(request, grid, seeds, individual, baseline_grid, settings)
     if errors:
-        raise reject(errors)
+        raise InvalidRequest(errors)
 
     runs: list[PlannedRun] = []
     normalized: dict[str, dict[int, object]] = {name: {} for name in members}
@@ -112,14 +135,14 @@ def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
                 for name, i in indices.items():
                     normalized[name][i] = getattr(config, name)
     if collector.errors:
-        raise reject(collector.errors)
+        raise InvalidRequest(collector.errors)
 
     stored_grid = {name: [_plain(normalized[name][i]) for i in range(len(values))] for name, values in grid.items()}
     duplicates = [error(("body", "grid", name, i), f"duplicate value {value!r}: it appears earlier in grid.{name}", input_=echo(value))
                   for name, values in stored_grid.items() for i, value in enumerate(values)
                   if _key(value) in {_key(v) for v in values[:i]}]
     if duplicates:
-        raise reject(duplicates)
+        raise InvalidRequest(duplicates)
     first = runs[0].config
     stored_base = {name: _plain(getattr(first, name)) for name in base if name in RunConfig.model_fields}
     if individual:
@@ -135,7 +158,7 @@ def plan_experiment(request: ExperimentCreate, settings: Settings) -> Plan:
     return plan
 
 
-def _check_shape(request: ExperimentCreate, grid: dict, seeds: list, individual: bool, baseline_grid: dict,
+def _check_shape(request: ExperimentRequest, grid: dict, seeds: list, individual: bool, baseline_grid: dict,
                  settings: Settings) -> list[dict]:
     """Errors that need no config validation: unknown grid fields, repeated seeds, too many runs;
     for a search, d in the grid or the base, a missing baseline, d_start above d_max."""

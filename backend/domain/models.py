@@ -15,12 +15,12 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, 
                         TypeDecorator, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The run statuses are a contract (idlab.statuses); the domain's modules import them from here.
+from idlab.statuses import CANCELLED, DIVERGED, FAILED, FINISHED, QUEUED, RUNNING, STATUSES, SUCCEEDED  # noqa: F401
+
 # Integer primary keys that autoincrement on SQLite and Postgres alike.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DIVERGED = "queued", "running", "succeeded", "failed", "cancelled", "diverged"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DIVERGED)
-FINISHED = (SUCCEEDED, FAILED, CANCELLED, DIVERGED)
 
 
 def utcnow() -> datetime:

@@ -1,7 +1,9 @@
 """The queue producer: the Celery application; the broker carries only run ids, the database decides what runs.
 
-Importable without torch (the API imports it to enqueue): the training task's
-module (`worker.tasks`, in `include`) is imported by worker processes only.
+The domain's queue producer: the API and a search's next round (`search_rounds`)
+enqueue through `enqueue_run`, without torch or HTTP. The training task's module
+(`worker.tasks`, in `include`) registers on `celery_app` and is imported by worker
+processes only.
 
 Reliability settings, and why:
     task_acks_late + task_reject_on_worker_lost   a message is acknowledged only after its run ended,

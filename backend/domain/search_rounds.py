@@ -42,6 +42,7 @@ from backend.domain.analysis import search as algorithm
 from backend.domain.analysis.summary import FRACTION, final_accuracy, matching_baselines
 from backend.domain.grid import BASELINE, MEMBER
 from backend.domain.models import CANCELLED, DIVERGED, FAILED, FINISHED, SUCCEEDED, Experiment, Run, SearchGroup
+from backend.domain.queue import enqueue_run
 from backend.domain.settings import Settings
 from backend.domain.validation import check_run_config
 
@@ -247,8 +248,6 @@ def _new_round(number: int, d: int, run_ids: list[int]) -> dict:
 
 
 def _send(celery, run: Run) -> None:
-    from backend.domain.queue import enqueue_run
-
     try:
         enqueue_run(run.id, run.config, app=celery)
     except Exception:  # the broker is down: the run stays queued, and the reaper sends it again

@@ -1,8 +1,10 @@
-"""Validating run configs with the server's settings, and 422 errors that name the field.
+"""Validating run configs with the server's settings, and errors that name the field.
 
-Errors keep FastAPI's shape — {"loc": [...], "msg": ..., "type": ...} inside
-{"detail": [...]} — so a client finds the offending field the same way whether
-FastAPI or a handler rejected the request.
+Errors keep FastAPI's shape — {"loc": [...], "msg": ..., "type": ...} — so a client
+finds the offending field the same way whether FastAPI or a handler rejected the
+request. The domain raises `InvalidRequest` with such errors; the API answers it with
+422 {"detail": errors} (`backend.api.errors.reject`). The worker validates the runs of a
+search's next round here too, without HTTP.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from backend.domain.settings import Settings
@@ -27,9 +28,12 @@ def error(loc: Loc, msg: str, type_: str = "value_error", input_: Any = None, ct
     return entry
 
 
-def reject(errors: Iterable[dict]) -> RequestValidationError:
-    """The exception FastAPI answers with 422 {"detail": errors}."""
-    return RequestValidationError(list(errors))
+class InvalidRequest(ValueError):
+    """A request the domain refuses, with its errors in FastAPI's shape (the API answers 422)."""
+
+    def __init__(self, errors: Iterable[dict]) -> None:
+        self.errors = list(errors)
+        super().__init__(self.errors)
 
 
 def check_run_config(raw: Any, settings: Settings) -> RunConfig:

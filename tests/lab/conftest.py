@@ -26,9 +26,9 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.api.app import create_app
 from backend.domain import migrate
 from backend.domain.db import make_engine
-from backend.api.app import create_app
 from backend.domain.models import Base
 from backend.domain.settings import Settings
 from tests.lab.lab_processes import TESTCLIENT_HOSTS, sse_blocks

@@ -8,10 +8,10 @@ import io
 import pytest
 from sqlalchemy import func, select
 
+from backend.domain.analysis.intrinsic_dimension import d_int90
 from backend.domain.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
 from tests.lab.conftest import queued_run_ids
 from tests.lab.test_api_runs import finish
-from backend.domain.analysis.intrinsic_dimension import d_int90
 
 BASE = {"dataset": "synthetic", "epochs": 1}
 

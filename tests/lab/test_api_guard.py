@@ -20,10 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from backend.api.app import create_app
 from backend.api.docs import inline_script_hashes
 from backend.api.frontend import FRONTEND_DIR
 from backend.api.guard import BrowserGuard, split_host
-from backend.api.app import create_app
 from backend.domain.settings import Settings
 from idlab.launchers.serve import is_loopback, served_names
 from tests.lab.lab_processes import TESTCLIENT_HOSTS, free_port, wait_for

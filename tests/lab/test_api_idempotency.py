@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from backend.domain.models import Experiment, IdempotencyKey, Run, utcnow
 from backend.api.routers.replay import Idempotent
+from backend.domain.models import Experiment, IdempotencyKey, Run, utcnow
 from tests.lab.conftest import queued_run_ids
 from tests.lab.test_api_runs import SMALL
 

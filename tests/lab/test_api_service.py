@@ -11,8 +11,8 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 
 import backend.api.frontend
-from backend.api.auth import MUTATING_METHODS
 from backend.api.app import create_app
+from backend.api.auth import MUTATING_METHODS
 from backend.domain.models import Worker, utcnow
 from backend.domain.settings import Settings
 from tests.lab.lab_processes import TESTCLIENT_HOSTS

@@ -19,11 +19,11 @@ from backend.domain.models import FAILED, QUEUED, RUNNING, SUCCEEDED, MetricEnve
 from backend.domain.points import write_points
 from backend.domain.settings import Settings
 from idlab.config import RunConfig
+from tests.lab.lab_processes import TINY
+from tests.lab.worker_fixtures import SentMessages
 from worker.reaper import reap
 from worker.recorder import LOST, RunRecorder
 from worker.subspace.training import MetricPoint as Point
-from tests.lab.lab_processes import TINY
-from tests.lab.worker_fixtures import SentMessages
 
 
 @pytest.fixture

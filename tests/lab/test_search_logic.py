@@ -13,9 +13,9 @@ import random
 
 import pytest
 
+from backend.domain.analysis import intrinsic_dimension
 from backend.domain.analysis.search import (DECIDED, SEARCHING, STOPPED, Parameters, bracket, log_grid, max_rounds_needed,
                                      next_step, round_outcome, simulate)
-from backend.domain.analysis import intrinsic_dimension
 
 
 def logistic(d0: float, slope: float, floor: float = 0.1, top: float = 0.98):

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from backend.api.app import create_app
 from backend.domain.models import SUCCEEDED
-from tests.lab.lab_processes import LONG, open_lab, wait_for
 from backend.domain.queue import queue_for
+from tests.lab.lab_processes import LONG, open_lab, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

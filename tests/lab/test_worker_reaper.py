@@ -9,9 +9,9 @@ import sys
 from backend.domain import lifecycle
 from backend.domain.models import utcnow
 from backend.domain.queue import TRAIN_TASK
-from worker.reaper import reap, resend_handed_back
 from tests.lab.conftest import REPO
 from tests.lab.worker_fixtures import SentMessages, add_run, add_worker, database, reload, sessions, settings  # noqa: F401
+from worker.reaper import reap, resend_handed_back
 
 STALE = 120  # seconds without a heartbeat: past the fixture's stale_after_seconds (60)
 

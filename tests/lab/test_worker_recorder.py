@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from backend.domain import lifecycle
 from backend.domain.models import MetricPoint, Run
+from tests.lab.worker_fixtures import add_run, database, sessions  # noqa: F401
 from worker.recorder import BATCH_POINTS, CANCEL, CHECK_SECONDS, FLUSH_SECONDS, LOST, SHUTDOWN, RunRecorder
 from worker.subspace.training import MetricPoint as Point
-from tests.lab.worker_fixtures import add_run, database, sessions  # noqa: F401
 
 
 class Clock:

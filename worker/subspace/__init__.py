@@ -2,7 +2,8 @@
 
 One module per concept: `projection` (P), `augmentation` (φ), `model`, `data`,
 `training` (the loop), `batched` (K runs trained as one computation, on
-`stacked`: the K networks' Θ_D), `statistics` (what a run keeps of P and θ_d) and
-`intrinsic_dimension` (d_int90; numpy only). This package imports nothing at
-import time, so the backend can use `intrinsic_dimension` without torch.
+`stacked`: the K networks' Θ_D) and `statistics` (what a run keeps of P and θ_d).
+The engine imports the contracts only (`idlab.config`, `idlab.metrics`, the dataset
+files): no database, queue or HTTP; the worker adapts it to the lab. d_int90, which
+needs no torch, is the domain's (`backend.domain.analysis.intrinsic_dimension`).
 """

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from idlab.config import DATASETS, RunConfig
-from idlab.dataset_download import DownloadError, ProgressCallback, download_dataset
+from idlab.dataset_download import DEFAULT_MIRRORS, DownloadError, ProgressCallback, download_dataset
 from idlab.dataset_files import CATALOG, DatasetCorrupt, DatasetMissing
 
 try:  # numpy ≥ 2
@@ -92,9 +92,9 @@ def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download
     """The splits of `config.dataset`, cut to `train_size` / `test_size` and scaled by `input_scaling`.
 
     `data_dir` None means $IDLAB_DATA_DIR, else ./idlab-data. A missing dataset is
-    downloaded when `download` is true (from `mirrors`, setting entries; None: the lab's
-    setting IDLAB_DATASET_MIRRORS), reporting `on_progress(bytes done, total bytes or None)`
-    while it does, and raises `DatasetMissing` otherwise; `DownloadError` when no mirror
+    downloaded when `download` is true (from `mirrors`, setting entries; None: the default
+    mirrors, as the engine reads no settings — the lab passes its IDLAB_DATASET_MIRRORS),
+    reporting `on_progress(bytes done, total bytes or None)` while it does, and raises `DatasetMissing` otherwise; `DownloadError` when no mirror
     served it.
     """
     name = config.dataset
@@ -104,9 +104,7 @@ def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download
         root = resolve_data_dir(data_dir)
         if download and CATALOG[name].missing(root):
             if mirrors is None:
-                from backend.domain.settings import get_settings
-
-                mirrors = get_settings().dataset_mirrors
+                mirrors = DEFAULT_MIRRORS
             download_dataset(name, root, mirrors, on_progress)
         if name in IDX_FOLDERS:
             arrays = read_idx_dataset(name, root)

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from backend.domain.analysis import search
 from backend.api.deps import SessionDep, SettingsDep
-from backend.domain.lifecycle import RETRYABLE
-from backend.domain.models import FINISHED, STATUSES, SUCCEEDED, Run
+from backend.api.errors import reject
 from backend.api.schemas.common import MAX_ID
 from backend.api.schemas.presets import PresetOut
-from backend.domain.validation import error, reject
+from backend.domain.analysis import search
+from backend.domain.lifecycle import RETRYABLE
+from backend.domain.models import FINISHED, STATUSES, SUCCEEDED, Run
+from backend.domain.validation import error
 from idlab import presets
 from idlab.config import RunConfig
 from idlab.metrics import FINAL, SERIES

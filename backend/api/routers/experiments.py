@@ -14,14 +14,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from backend.domain import lifecycle, search_rounds
-from backend.domain.analysis import export
-from backend.domain.analysis.summary import summarize
 from backend.api.auth import WRITE
 from backend.api.deps import CeleryDep, SessionDep, SettingsDep
+from backend.api.errors import reject
 from backend.api.events import event_stream, experiment_events
-from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
-from backend.domain.models import FINISHED, Experiment, Run, SearchGroup
 from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
 from backend.api.routers.runs import active_references, enqueue, reference_refusal
 from backend.api.schemas.common import MAX_ID, json_safe
@@ -35,7 +31,12 @@ from backend.api.schemas.experiments import (
     SummaryOut,
 )
 from backend.api.schemas.runs import ArchivedFilter, ArchivedPatch
-from backend.domain.validation import echo, error, from_run_problem, reject
+from backend.domain import lifecycle, search_rounds
+from backend.domain.analysis import export
+from backend.domain.analysis.summary import summarize
+from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
+from backend.domain.models import FINISHED, Experiment, Run, SearchGroup
+from backend.domain.validation import echo, error, from_run_problem
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 

@@ -10,9 +10,9 @@ from kombu import Connection
 from sqlalchemy import select, text
 
 from backend.api.deps import CeleryDep, SessionDep, SettingsDep
+from backend.api.schemas.health import Check, HealthOut, WorkerOut
 from backend.domain.lifecycle import database_now
 from backend.domain.models import Worker, utcnow
-from backend.api.schemas.health import Check, HealthOut, WorkerOut
 from backend.domain.settings import Settings
 
 router = APIRouter(tags=["health"])

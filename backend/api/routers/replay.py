@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.api import idempotency
+from backend.api.errors import reject
 from backend.domain.settings import Settings
-from backend.domain.validation import echo, error, reject
+from backend.domain.validation import echo, error
 
 HEADER = "Idempotency-Key"
 #: Set on an answer that is a stored one, replayed (Stripe's name for it).

@@ -13,20 +13,21 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
-from backend.domain import lifecycle, points
-from backend.domain.analysis.downsample import downsample
 from backend.api.auth import WRITE
 from backend.api.deps import CeleryDep, SessionDep, SettingsDep
+from backend.api.errors import reject
 from backend.api.events import event_stream, run_events
-from backend.domain.models import FINISHED, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
 from backend.api.run_filters import archived_condition, checked_config_fields, config_conditions
 from backend.api.run_sorts import sort_order
 from backend.api.schemas.common import MAX_ID, RunConfigJSON, json_safe
 from backend.api.schemas.runs import (ArchivedFilter, ArchivedPatch, DistributionsOut, MetricsOut, RunOut, RunPage, RunRole,
                                   RunStatus, SeriesOut)
-from backend.domain.validation import check_run_config, config_errors, echo, error, from_run_problem, reject
+from backend.domain import lifecycle, points
+from backend.domain.analysis.downsample import downsample
+from backend.domain.models import FINISHED, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.domain.queue import enqueue_run
+from backend.domain.validation import check_run_config, config_errors, echo, error, from_run_problem
 
 log = logging.getLogger("idlab.api")
 router = APIRouter(prefix="/runs", tags=["runs"])

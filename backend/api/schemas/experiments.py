@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from backend.domain.analysis.search import STATUSES as SEARCH_STATUSES
 from backend.api.schemas.common import Page, RunConfigJSON
 from backend.api.schemas.runs import RunRole, RunStatus
+from backend.domain.analysis.search import STATUSES as SEARCH_STATUSES
 
 MAX_GRID_VALUES = 100
 MAX_SEEDS = 100

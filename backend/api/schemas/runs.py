@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.schemas.common import Page, RunConfigJSON, json_safe
 from backend.domain import lifecycle
 from backend.domain.models import STATUSES, Run
-from backend.api.schemas.common import Page, RunConfigJSON, json_safe
 from idlab.config import RunConfig
 
 RunStatus = Literal[STATUSES]  # type: ignore[valid-type]

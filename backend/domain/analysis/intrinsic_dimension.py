@@ -55,7 +55,7 @@ s(d) per d (not pooled over all d) keeps the interval honest when the seed noise
 differs between d (a variance pooled over all d covered only 73–77 % when the noise
 is largest near the threshold). Measured with a known curve and Gaussian seed noise
 of 0.5–2 accuracy points, a nominal 95 % interval covers the true crossing 96–98 % of
-the time at 3 seeds and at 5 (tests/engine/test_intrinsic_dimension.py).
+the time at 3 seeds and at 5 (tests/test_intrinsic_dimension.py).
 
 The seed bootstrap (method "seed_bootstrap")
 --------------------------------------------

@@ -31,9 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from backend.domain.analysis import intrinsic_dimension
 from backend.domain.grid import BASELINE, MEMBER, SUBSPACE_ONLY
 from backend.domain.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
-from backend.domain.analysis import intrinsic_dimension
 
 FRACTION = 0.9
 N_BOOTSTRAP = 1000
