@@ -14,6 +14,7 @@ import { renderRunPage } from "./run.js";
 import { renderExperimentsPage } from "./experiments.js";
 import { renderExperimentPage } from "./experiment.js";
 import { renderNewPage } from "./new.js";
+import { loadStatuses } from "./statuses.js";
 
 const routes = [
   [/^\/runs\/(\d+)$/, (m, q, root) => renderRunPage(root, Number(m[1]), q), "runs"],
@@ -41,6 +42,8 @@ async function route() {
     return;
   }
   try {
+    await loadStatuses();     // every page lists, filters or colours runs by the API's statuses (read once)
+    if (token !== navigation) return;
     const result = await match[1](match[0], query, root);
     if (token !== navigation) { if (typeof result === "function") result(); return; }
     cleanup = typeof result === "function" ? result : null;

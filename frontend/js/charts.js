@@ -73,3 +73,18 @@ export function emptyChart(node, message) {
 export function purge(node) {
   if (window.Plotly && node && node.data) window.Plotly.purge(node);
 }
+
+/** Draw (or redraw in place) a chart in `div`, replacing a "no data" message if one is shown. */
+export async function react(div, traces, chartLayout, chartConfig) {
+  const Plotly = await loadPlotly();
+  if (!div.isConnected) return;           // its page was left while plotly.js or the data loaded
+  if (!div.data) div.replaceChildren();
+  await Plotly.react(div, traces, chartLayout, chartConfig);
+}
+
+/** A PNG button with its own label ("PNG std"), for panels with several charts. */
+export function labelledPngButton(getDiv, filename, label) {
+  const button = pngButton(getDiv, filename);
+  button.textContent = label;
+  return button;
+}

@@ -45,12 +45,7 @@ export function setText(node, text) {
   if (node.textContent !== value) node.textContent = value;
 }
 
-export const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "diverged"];
-export const FINISHED = new Set(["succeeded", "failed", "cancelled", "diverged"]);
-export const STATUS_COLORS = {
-  queued: "#98a2b3", running: "#2457c5", succeeded: "#12b76a", failed: "#d92d20", cancelled: "#7a5af8", diverged: "#f79009",
-};
-
+// The statuses themselves come from the API (statuses.js); a chip only shows one.
 export function chip(status) {
   return h(`span.chip.st-${status}`, { text: status, title: status });
 }

@@ -2,9 +2,16 @@
 // idlab.config.RunConfig is the single source of truth: the form, the filters and the config
 // tables are generated from it, never from a list of fields kept here.
 
-import { openapi } from "./api.js";
+import { api, openapi } from "./api.js";
 
 let cached = null;
+let labSchemaPromise = null;
+
+/** GET /api/config/schema, fetched once: the run config's JSON schema, the metric keys and the statuses. */
+export function labSchema() {
+  labSchemaPromise ||= api("/api/config/schema").catch((err) => { labSchemaPromise = null; throw err; });
+  return labSchemaPromise;
+}
 
 export async function runConfigSchema() {
   if (cached) return cached;
