@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger("idlab.launchers.serve")
+log = logging.getLogger("idlab.serve")
 
 STOP_GRACE_SECONDS = 20.0
 API_GRACE_SECONDS = 5
