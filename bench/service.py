@@ -67,7 +67,7 @@ SWEEP = {"augmentation": ["linear", "power", "rff"], "d": list(range(100, 2001, 
 SWEEP_SEEDS = 5
 #: The fields the runs table asks for, read from the table itself.
 TABLE_CONFIG_FIELDS = json.loads(re.search(
-    r"const CONFIG_FIELDS = (\[.*?\]);", (Path(__file__).parents[1] / "frontend/js/runs.js").read_text()).group(1))
+    r"const CONFIG_FIELDS = (\[.*?\]);", (Path(__file__).parents[1] / "frontend/js/panels/runs-table.js").read_text()).group(1))
 
 
 def bench(url: str, data_dir: Path, batch: int) -> dict:
