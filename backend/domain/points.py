@@ -113,8 +113,10 @@ def _write_envelopes(session: Session, dialect: str, rows: list[tuple]) -> None:
 def rebuild_envelopes(connection, run_id: int) -> None:
     """Recompute a run's envelopes from its stored points (after overwrites, or for old data)."""
     connection.execute(delete(ENVELOPES).where(ENVELOPES.c.run_id == run_id))
+    # In step order, as the points were written: where values tie for a bucket's extreme, the rebuilt
+    # envelope keeps the earliest step, as the incremental merge did (an unordered scan would not).
     rows = connection.execute(select(POINTS.c.run_id, POINTS.c.key, POINTS.c.step, POINTS.c.epoch, POINTS.c.value)
-                              .where(POINTS.c.run_id == run_id)).all()
+                              .where(POINTS.c.run_id == run_id).order_by(POINTS.c.step)).all()
     if rows:
         connection.execute(insert(ENVELOPES), [dict(zip(ENVELOPE_COLUMNS, row)) for row in envelopes(run_id, rows)])
 
