@@ -22,8 +22,14 @@ SERIES = (TRAIN_LOSS, TRAIN_ACC, LR, EPOCH_TRAIN_LOSS, EPOCH_TRAIN_ACC, TEST_LOS
 #: ‖θ_D(θ_d = 0) − θ_0‖: how far the subspace's origin lies from θ_0 (uncentred RFF features move it).
 OFFSET_AT_ZERO = "offset_at_zero"
 
+#: A succeeded subspace run's model file (config, seed, trained tensors) in bytes, against θ_D's (D float32s),
+#: and their ratio: the description length d_int90 bounds.
+MODEL_BYTES = "model_bytes"
+NETWORK_BYTES = "network_bytes"
+COMPRESSION = "compression"
+
 FINAL = (TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, "best_test_acc", "D", "k", "d",
-         "seconds", "epochs", "steps", "lr", "lr_reductions", OFFSET_AT_ZERO)
+         "seconds", "epochs", "steps", "lr", "lr_reductions", OFFSET_AT_ZERO, MODEL_BYTES, NETWORK_BYTES, COMPRESSION)
 
 # What a running run is doing, reported in its progress as "phase" (next to its latest step).
 DOWNLOADING = "downloading"  # fetching a missing dataset; progress["download"] = {"done": bytes, "total": bytes or None}

@@ -12,6 +12,7 @@ token, so an execution that lost a run (reaped while unreachable) changes nothin
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import traceback
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.domain import lifecycle, search_rounds
 from backend.domain.db import make_engine
-from backend.domain.models import CANCELLED, FAILED, STATISTICS_ARTIFACT, Run, RunArtifact
+from backend.domain.models import CANCELLED, FAILED, MODEL_ARTIFACT, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.domain.settings import Settings
 from idlab import metrics as M
 from idlab.config import RunConfig, validation_messages
@@ -37,6 +38,8 @@ from worker.recorder import LOST, SHUTDOWN, RunRecorder
 log = logging.getLogger(__name__)
 
 TRACEBACK_FRAMES = 4
+#: Model files stored with their run: θ_d's are kilobytes; a trained dense P (D×k floats) is left out.
+MAX_STORED_MODEL_BYTES = 8 * 2**20
 ERROR_CHARS = 4000
 
 
@@ -229,13 +232,14 @@ class RunExecution:
     def conclude_result(self, result) -> None:
         """The engine's RunResult, recorded; a batch calls it the moment the run leaves the batch."""
         try:
-            self.conclude(result.status, metrics=result.metrics, error=result.error, statistics=result.statistics)
+            self.conclude(result.status, metrics=result.metrics, error=result.error, statistics=result.statistics,
+                          model=result.model)
         except Exception:  # its batchmates train on; without beats the reaper takes this run over
             log.exception("run %s: its outcome (%s) could not be recorded", self.run_id, result.status)
             self.outcome = "lost"
 
     def conclude(self, status: str, *, metrics: dict | None = None, error: str | None = None,
-                 statistics: dict | None = None) -> str:
+                 statistics: dict | None = None, model: bytes | None = None) -> str:
         """Write the last points, then the outcome — unless the run is no longer this execution's."""
         self.heartbeat.drop(self.run_id)  # no beat may race the final status
         self.outcome = "lost"             # until recorded
@@ -256,6 +260,8 @@ class RunExecution:
             if done:
                 if statistics:
                     store_artifact(session, self.run_id, STATISTICS_ARTIFACT, finite(statistics))
+                if model is not None and len(model) <= MAX_STORED_MODEL_BYTES:
+                    store_artifact(session, self.run_id, MODEL_ARTIFACT, model_artifact(model))
                 done = lifecycle.finish(session, self.run_id, self.token, status,
                                         metrics=finite(metrics) if metrics is not None else None,
                                         error=error[:ERROR_CHARS] if error else None)
@@ -317,6 +323,11 @@ def from_run_statistics(session: Session, config: RunConfig) -> dict | None:
     except (KeyError, TypeError, ValueError) as problem:
         raise RunSetupError(f"p_init {config.p_init!r}: the statistics of run {reference} cannot be sampled from: "
                             f"{problem}") from problem
+
+
+def model_artifact(model: bytes) -> dict:
+    """A model file as a JSON artefact (the artefacts table holds JSON)."""
+    return {"format": 1, "bytes": len(model), "base64": base64.b64encode(model).decode("ascii")}
 
 
 def store_artifact(session: Session, run_id: int, name: str, data: dict) -> None:

@@ -11,8 +11,21 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        TypeDecorator, UniqueConstraint, false)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The run statuses are a contract (idlab.statuses); the domain's modules import them from here.
@@ -60,8 +73,8 @@ class Experiment(Base):
     # Hidden from the lists (its runs too) unless asked for; nothing else changes.
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
-    runs: Mapped[list["Run"]] = relationship(back_populates="experiment", order_by="Run.id")
-    search_groups: Mapped[list["SearchGroup"]] = relationship(order_by="SearchGroup.position",
+    runs: Mapped[list[Run]] = relationship(back_populates="experiment", order_by="Run.id")
+    search_groups: Mapped[list[SearchGroup]] = relationship(order_by="SearchGroup.position",
                                                               cascade="all, delete-orphan")
 
 
@@ -170,6 +183,8 @@ class MetricEnvelope(Base):
 #: The artifact holding a run's histograms and per-block statistics of P, θ_d (and B): what
 #: p_init from_run:<id> samples from and GET /api/runs/{id}/distributions serves.
 STATISTICS_ARTIFACT = "statistics"
+#: A succeeded subspace run's model file (worker/subspace/export.py), base64 in {"format", "bytes", "base64"}.
+MODEL_ARTIFACT = "model"
 
 
 class RunArtifact(Base):

@@ -294,8 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=command_worker)
 
     from idlab.launchers.data_command import add_data_commands
+    from idlab.launchers.evaluate_command import add_evaluate_command
 
     add_data_commands(commands)
+    add_evaluate_command(commands)
     return parser
 
 

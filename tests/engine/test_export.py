@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from idlab.config import RunConfig
-from worker.subspace import export, network as network_module
+from worker.subspace import export
+from worker.subspace import network as network_module
 from worker.subspace.batched import train_batch
 from worker.subspace.data import load_dataset
 from worker.subspace.export import ModelFileError, evaluate_file, export_bytes, load, read_header
@@ -33,6 +34,8 @@ def test_a_model_file_reproduces_the_runs_test_accuracy_exactly(fields):
     evaluation = evaluate_file(result.model, splits.test_x, splits.test_y)
 
     assert result.status == "succeeded" and result.model is not None
+    assert result.metrics["model_bytes"] == len(result.model) and result.metrics["network_bytes"] == config.D * 4
+    assert result.metrics["compression"] == pytest.approx(config.D * 4 / len(result.model))
     assert evaluation.test_acc == result.metrics["test_acc"] == evaluation.exported_test_acc
     assert evaluation.test_loss == pytest.approx(result.metrics["test_loss"], rel=1e-6)
     header, _ = read_header(result.model)
@@ -45,7 +48,7 @@ def test_a_batched_run_exports_the_same_model_as_alone():
     configs = [RunConfig(**{**TINY, "seed": seed, "d": d}) for seed, d in ((0, 40), (1, 24))]
     splits = load_dataset(configs[0], None)
     together = train_batch(configs, splits)
-    for config, result in zip(configs, together):
+    for config, result in zip(configs, together, strict=True):
         alone = train(config, splits)
         assert evaluate_file(result.model, splits.test_x, splits.test_y).test_acc == alone.metrics["test_acc"]
 

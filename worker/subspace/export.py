@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from idlab import metrics as M
 from idlab.config import RunConfig
 from worker.subspace.network import SubspaceNetwork, build_network
 from worker.subspace.training import evaluate, resolve_device
@@ -158,7 +159,7 @@ def evaluate_file(data: bytes, test_x: Tensor, test_y: Tensor, device: str = "cp
 def sizes(config: RunConfig, file_bytes: int) -> dict:
     """Stored bytes against the network's (θ_D as float32), and their ratio."""
     network_bytes = config.D * BYTES_PER_WEIGHT
-    return {"model_bytes": file_bytes, "network_bytes": network_bytes, "compression": network_bytes / file_bytes}
+    return {M.MODEL_BYTES: file_bytes, M.NETWORK_BYTES: network_bytes, M.COMPRESSION: network_bytes / file_bytes}
 
 
 def read(path: str | Path) -> bytes:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -189,13 +189,18 @@ def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
 
 
 def model_file(config: RunConfig, network: SubspaceNetwork, metrics: dict, from_run_stats: dict | None) -> bytes | None:
-    """The run's model file (`export`): config, seed and trained tensors; None when they are too large for one."""
+    """The run's model file (`export`): config, seed and trained tensors; None when they are too large for one.
+
+    Its size, θ_D's and their ratio join the run's final metrics (`metrics` is updated).
+    """
     from worker.subspace import export  # it evaluates with this module's `evaluate`
 
     try:
-        return export.export_bytes(config, network, metrics, from_run_stats)
+        model = export.export_bytes(config, network, metrics, from_run_stats)
     except export.ModelFileError:
         return None
+    metrics.update(export.sizes(config, len(model)))
+    return model
 
 
 def rff_blocks(network: SubspaceNetwork) -> dict[str, Tensor]:
@@ -224,12 +229,11 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
          callback: Callback, on_phase: PhaseCallback) -> tuple[dict[str, float], int]:
     """Epochs of minibatch training; returns the final metrics and the last step."""
     train_x, train_y, test_x, test_y = data
-    device = train_x.device
     params = [p for p in network.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, params, lr)
     order = torch.Generator().manual_seed(config.seed)
-    n, batch = len(train_x), config.batch_size
-    steps_per_epoch = math.ceil(n / batch)
+    n = len(train_x)
+    steps_per_epoch = math.ceil(n / config.batch_size)
     best = {"value": None, "epoch": 0}
     best_test_acc = 0.0
     final: dict[str, float] = {}
@@ -238,39 +242,8 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
         on_phase(M.TRAINING)
         if callback([MetricPoint(step, epoch, M.LR, optimizer.param_groups[0]["lr"])]):
             raise Cancelled(step)
-        pending: list[MetricPoint] = []
-        permutation = torch.randperm(n, generator=order).to(device)
-        interval_loss = torch.zeros((), device=device)
-        interval_correct = torch.zeros((), device=device, dtype=torch.long)
-        interval_steps = interval_seen = 0
-        epoch_loss = epoch_correct = 0.0
-        for i in range(steps_per_epoch):
-            batch_index = permutation[i * batch:(i + 1) * batch]
-            x, y = train_x[batch_index], train_y[batch_index]
-            loss, logits = training_step(network, optimizer, x, y, config.weight_decay)
-            step += 1
-            interval_loss += loss
-            interval_correct += (logits.argmax(1) == y).sum()
-            interval_steps += 1
-            interval_seen += len(y)
-            if step % config.log_every == 0 or i == steps_per_epoch - 1:
-                mean_loss = interval_loss.item() / interval_steps
-                if not math.isfinite(mean_loss):
-                    raise Diverged(step, mean_loss)
-                accuracy = interval_correct.item() / interval_seen
-                epoch_loss += mean_loss * interval_steps
-                epoch_correct += accuracy * interval_seen
-                pending += [MetricPoint(step, epoch, M.TRAIN_LOSS, mean_loss),
-                            MetricPoint(step, epoch, M.TRAIN_ACC, accuracy)]
-                if callback(pending):
-                    raise Cancelled(step)
-                pending = []
-                interval_loss.zero_()
-                interval_correct.zero_()
-                interval_steps = interval_seen = 0
-            elif callback([]):               # no points to log: only ask whether to stop
-                raise Cancelled(step)
-
+        step, epoch_loss, epoch_correct = _train_epoch(network, optimizer, config, train_x, train_y, order, epoch,
+                                                       step, callback)
         on_phase(M.EVALUATING)
         try:
             test_loss, test_acc = evaluate(network, test_x, test_y, check_stop=lambda: bool(callback([])))
@@ -280,17 +253,60 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
         final = {M.TEST_ACC: test_acc, M.TEST_LOSS: test_loss,
                  M.TRAIN_LOSS: epoch_loss / steps_per_epoch, M.TRAIN_ACC: epoch_correct / n,
                  "best_test_acc": best_test_acc, "epochs": epoch}
-        points = [MetricPoint(step, epoch, key, final[key])
-                  for key in (M.TEST_ACC, M.TEST_LOSS)] + [
-                  MetricPoint(step, epoch, M.EPOCH_TRAIN_LOSS, final[M.TRAIN_LOSS]),
-                  MetricPoint(step, epoch, M.EPOCH_TRAIN_ACC, final[M.TRAIN_ACC])]
-        if callback(points):
+        if callback(_epoch_points(step, epoch, final)):
             raise Cancelled(step)
         for group in optimizer.param_groups:
             group["lr"] *= config.lr_decay
         if config.early_stopping_patience and _no_improvement(best, final, epoch, config):
             break
     return final, step
+
+
+def _train_epoch(network, optimizer: torch.optim.Optimizer, config: RunConfig, train_x: Tensor, train_y: Tensor,
+                 order: torch.Generator, epoch: int, step: int, callback: Callback) -> tuple[int, float, float]:
+    """One pass over the training set in the order `order` draws, logging every `log_every` steps and at the
+    epoch's end; returns the last step, the epoch's summed loss (over steps) and its correct predictions."""
+    device = train_x.device
+    n, batch = len(train_x), config.batch_size
+    steps_per_epoch = math.ceil(n / batch)
+    permutation = torch.randperm(n, generator=order).to(device)
+    # Summed on the device and read once per logged interval: no host synchronisation every step.
+    interval_loss = torch.zeros((), device=device)
+    interval_correct = torch.zeros((), device=device, dtype=torch.long)
+    interval_steps = interval_seen = 0
+    epoch_loss = epoch_correct = 0.0
+    for i in range(steps_per_epoch):
+        batch_index = permutation[i * batch:(i + 1) * batch]
+        x, y = train_x[batch_index], train_y[batch_index]
+        loss, logits = training_step(network, optimizer, x, y, config.weight_decay)
+        step += 1
+        interval_loss += loss
+        interval_correct += (logits.argmax(1) == y).sum()
+        interval_steps += 1
+        interval_seen += len(y)
+        if step % config.log_every == 0 or i == steps_per_epoch - 1:
+            mean_loss = interval_loss.item() / interval_steps
+            if not math.isfinite(mean_loss):
+                raise Diverged(step, mean_loss)
+            accuracy = interval_correct.item() / interval_seen
+            epoch_loss += mean_loss * interval_steps
+            epoch_correct += accuracy * interval_seen
+            if callback([MetricPoint(step, epoch, M.TRAIN_LOSS, mean_loss),
+                         MetricPoint(step, epoch, M.TRAIN_ACC, accuracy)]):
+                raise Cancelled(step)
+            interval_loss.zero_()
+            interval_correct.zero_()
+            interval_steps = interval_seen = 0
+        elif callback([]):               # no points to log: only ask whether to stop
+            raise Cancelled(step)
+    return step, epoch_loss, epoch_correct
+
+
+def _epoch_points(step: int, epoch: int, final: dict[str, float]) -> list[MetricPoint]:
+    """The points an epoch's end logs: test accuracy and loss, and the epoch's training loss and accuracy."""
+    return [MetricPoint(step, epoch, key, final[key]) for key in (M.TEST_ACC, M.TEST_LOSS)] + [
+        MetricPoint(step, epoch, M.EPOCH_TRAIN_LOSS, final[M.TRAIN_LOSS]),
+        MetricPoint(step, epoch, M.EPOCH_TRAIN_ACC, final[M.TRAIN_ACC])]
 
 
 def _no_improvement(best: dict, final: dict[str, float], epoch: int, config: RunConfig) -> bool:

@@ -3,6 +3,7 @@ distributions."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from typing import Annotated, Any, Literal
@@ -21,11 +22,20 @@ from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
 from backend.api.run_filters import archived_condition, checked_config_fields, config_conditions
 from backend.api.run_sorts import sort_order
 from backend.api.schemas.common import MAX_ID, RunConfigJSON, json_safe
-from backend.api.schemas.runs import (ArchivedFilter, ArchivedPatch, DistributionsOut, MetricsOut, RunOut, RunPage, RunRole,
-                                  RunStatus, SeriesOut)
+from backend.api.schemas.runs import (
+    ArchivedFilter,
+    ArchivedPatch,
+    DistributionsOut,
+    MetricsOut,
+    RunOut,
+    RunPage,
+    RunRole,
+    RunStatus,
+    SeriesOut,
+)
 from backend.domain import lifecycle, points
 from backend.domain.analysis.downsample import downsample
-from backend.domain.models import FINISHED, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
+from backend.domain.models import FINISHED, MODEL_ARTIFACT, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.domain.queue import enqueue_run
 from backend.domain.validation import check_run_config, config_errors, echo, error, from_run_problem
 
@@ -309,6 +319,27 @@ def run_distributions(run_id: RunId, session: SessionDep) -> dict[str, Any]:
         raise HTTPException(404, f"run {run_id} has no distributions yet (it is {run.status}; they are "
                                  "recorded once its projection has been built)")
     return {"P": {}, "theta_d": None, **json_safe(artifact.data), "run_id": run_id, "created_at": artifact.created_at}
+
+
+@router.get("/{run_id}/model", summary="The run as a model file", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "Config, seed and trained tensors: `idlab evaluate FILE` rebuilds the "
+                                            "network from them and reproduces its test accuracy."},
+                       404: {"description": "No such run, or it has no model file."}})
+def run_model(run_id: RunId, session: SessionDep) -> Response:
+    """A succeeded subspace run as a small file (worker/subspace/export.py): θ_0, P and φ are redrawn from
+    its seed, so it holds only its config and what training changed (θ_d; P or B where trained)."""
+    run = get_run(session, run_id)
+    artifact = session.scalar(select(RunArtifact).where(RunArtifact.run_id == run_id,
+                                                        RunArtifact.name == MODEL_ARTIFACT))
+    if artifact is None:
+        why = ("only succeeded subspace runs have one" if run.status != "succeeded" or run.config.get("method") != "subspace"
+               else "its trained tensors were too large to store (a trained dense P is D×k floats)")
+        raise HTTPException(404, f"run {run_id} has no model file: {why} (it is a {run.config.get('method')} run, "
+                                 f"{run.status})")
+    name = f"idlab-run-{run_id}-d{run.d}.idlab-model"
+    return Response(base64.b64decode(artifact.data["base64"]), media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def _keys(raw: list[str] | None) -> list[str]:

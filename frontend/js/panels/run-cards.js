@@ -5,12 +5,31 @@ import { fmtDuration, fmtInt, fmtNum, fmtPct, h, setText } from "../dom.js";
 
 const CARDS = [["epoch", "Epoch"], ["step", "Step"], ["train_loss", "Train loss"], ["train_acc", "Train acc"],
   ["test_acc", "Test acc"], ["best", "Best test acc"], ["D", "D"], ["k", "k"], ["d", "d"],
-  ["ratio", "D / d"], ["duration", "Duration"], ["attempt", "Attempt"]];
+  ["ratio", "D / d"], ["model", "Model file"], ["duration", "Duration"], ["attempt", "Attempt"]];
 
 /** A run's duration so far: from its start while it runs, as recorded once it has finished. */
 export function liveDuration(run) {
   if (run.status === "running" && run.started_at) return Math.max(0, (Date.now() - Date.parse(run.started_at)) / 1000);
   return run.duration_seconds;
+}
+
+/** Bytes as people read them: 4.8 KB, 797 KB, 12 MB. */
+function fmtBytes(bytes) {
+  if (bytes < 1000) return `${bytes} B`;
+  const [value, unit] = bytes < 1e6 ? [bytes / 1e3, "KB"] : [bytes / 1e6, "MB"];
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${unit}`;
+}
+
+/** The model file's size against θ_D's, and its download (GET /api/runs/{id}/model), once the run has one. */
+function paintModel(box, run) {
+  const f = run.final_metrics || {};
+  if (typeof f.model_bytes !== "number") { setText(box, "–"); return; }
+  box.replaceChildren(
+    h("a", { href: `/api/runs/${run.id}/model`, download: "", dataset: { action: "download-model" },
+      title: "Config, seed and trained tensors: `idlab evaluate FILE` rebuilds the network and reproduces its test accuracy" },
+      fmtBytes(f.model_bytes)),
+    h("span.faint", { dataset: { compression: "" } },
+      ` vs ${fmtBytes(f.network_bytes)} · ${fmtNum(f.compression, 3)}× smaller`));
 }
 
 /** The cards: { node, update(run), destroy() }. */
@@ -36,6 +55,7 @@ export function runCards() {
     setText(values.ratio, run.D && run.d ? `${fmtNum(run.D / run.d, 3)}×` : "–");
     setText(values.duration, fmtDuration(liveDuration(run)));
     setText(values.attempt, String(run.attempt ?? "–"));
+    paintModel(values.model, run);
   }
 
   return { node, update, destroy() { clearInterval(ticker); } };
