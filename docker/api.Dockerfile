@@ -6,7 +6,7 @@ COPY idlab ./idlab
 COPY backend ./backend
 COPY worker ./worker
 COPY frontend ./frontend
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[server]"
 ENV IDLAB_DATA_DIR=/data
 EXPOSE 8000
 # Migrations run in the app's start-up (backend.api.app's lifespan), before it serves.

@@ -7,6 +7,6 @@ COPY backend ./backend
 COPY worker ./worker
 COPY frontend ./frontend
 # torch is already in the image: install the rest without replacing it.
-RUN pip install --no-cache-dir ".[engine]"
+RUN pip install --no-cache-dir ".[server,engine]"
 ENV IDLAB_DATA_DIR=/data
 CMD ["idlab", "worker", "--queues", "gpu"]

@@ -24,10 +24,11 @@
                                    search={"d_start": 8, "tolerance": 0.1})
     lab.wait(search)        # until every group's search has decided (or stopped)
 
-Run configs use the field names of `idlab.config.RunConfig` everywhere. They are
-checked here before anything is sent (against the lab's own dense-P budget), so a
-mistake is a `LabValidationError` naming the field at once; the lab's own 422
-answers become the same exception. An experiment request takes whatever the API's
+Run configs use the field names of `idlab.config.RunConfig` everywhere. A run's config is
+checked here before it is sent (against the lab's own dense-P budget); an experiment is
+checked by the lab itself, as a dry run that stores nothing (the lab expands the grid), so
+a mistake is a `LabValidationError` naming the field before anything is queued; the lab's
+own 422 answers become the same exception. An experiment request takes whatever the API's
 experiment schema accepts: keywords beyond name, base, grid, seeds and baseline are
 sent as they are.
 
@@ -43,7 +44,6 @@ It never imports torch or the lab's server code.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import sys
@@ -70,8 +70,6 @@ TOKEN_ENV = "IDLAB_API_TOKEN"
 #: A group of a search experiment in this state has a round queued or about to be: more runs will come.
 SEARCHING = "searching"
 PAGE_SIZE = 1000
-#: The most grid points checked here before sending; the lab refuses more than its limit anyway.
-MAX_CHECKED_GRID_POINTS = 1000
 TEXT_PROGRESS_SECONDS = 10.0
 #: Answers after which a request sent with an Idempotency-Key is sent again: the lab may not have got it.
 RETRY_STATUSES = (502, 503, 504)
@@ -209,13 +207,15 @@ class Lab:
     # ---- HTTP ---------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, params: Any = None, json: Any = None, what: str = "the request",
-                accept: tuple[int, ...] = (), idempotency_key: str | None = None) -> httpx.Response:
+                accept: tuple[int, ...] = (), idempotency_key: str | None = None,
+                changes_nothing: bool = False) -> httpx.Response:
         """`method` on /api`path`; an error answer becomes the matching LabError (`what` names the payload).
 
         With `idempotency_key`, the request carries it, and is sent again with the same key (up to
         `retries` times, waiting longer each time) when no answer came or the lab answered 502/503/504:
-        the lab answers a repeat with the first result, so nothing is created twice."""
-        if idempotency_key is None:
+        the lab answers a repeat with the first result, so nothing is created twice. A POST that
+        `changes_nothing` (a dry run) is sent again the same way, without a key."""
+        if idempotency_key is None and not changes_nothing:
             return self._send(method, path, params, json, what, accept, None)
         failure: LabError | None = None
         for attempt in range(self.retries + 1):
@@ -231,7 +231,8 @@ class Lab:
                 continue
             return response
         assert failure is not None
-        note = f" (sent {self.retries + 1} times with the same Idempotency-Key)" if self.retries else ""
+        with_key = " with the same Idempotency-Key" if idempotency_key else ""
+        note = f" (sent {self.retries + 1} times{with_key})" if self.retries else ""
         raise type(failure)(f"{failure}{note}", failure.status_code, failure.detail)
 
     def _send(self, method: str, path: str, params: Any, json: Any, what: str, accept: tuple[int, ...],
@@ -394,23 +395,32 @@ class Lab:
         """Queue a sweep: base × grid × seeds (+ one direct-training baseline per seed when baseline is
         True; a number is a global baseline accuracy). Any further keyword the API's experiment request
         accepts is sent as given. Returns the experiment with its `run_ids`. Sent with an Idempotency-Key,
-        as submit_run is."""
-        body = self._experiment_request(name, base, grid, seeds, baseline, extra, validate)
+        as submit_run is.
+
+        With validate (the default) the lab first checks the request as a dry run, which stores nothing:
+        a mistake anywhere in the grid is a LabValidationError naming `grid.<field>[i]` or `base.<field>`
+        before anything is queued."""
+        body = self._experiment_request(name, base, grid, seeds, baseline, extra)
+        if validate:
+            self._dry_run(body)
         return self.request("POST", "/experiments", json=body, what="the experiment",
                             idempotency_key=idempotency_key or str(uuid.uuid4())).json()
 
     def preview_experiment(self, name: str, base: Mapping[str, Any] | RunConfig | None = None,
                            grid: Mapping[str, list] | None = None, seeds: list[int] | None = None,
-                           baseline: bool | float = False, *, validate: bool = True, **extra: Any) -> dict:
+                           baseline: bool | float = False, **extra: Any) -> dict:
         """What submit_experiment would queue, stored nowhere (the API's dry run): run_count,
         baseline_count, each run's config, D, k and dense-P bytes, and warnings."""
-        body = self._experiment_request(name, base, grid, seeds, baseline, extra, validate)
-        return self.request("POST", "/experiments", params={"dry_run": "true"}, json=body,
-                            what="the experiment").json()
+        return self._dry_run(self._experiment_request(name, base, grid, seeds, baseline, extra))
 
-    def _experiment_request(self, name, base, grid, seeds, baseline, extra, validate) -> dict:
-        base = _config_dict(base)
-        body: dict[str, Any] = {"name": name, "base": base}
+    def _dry_run(self, body: dict) -> dict:
+        # The lab expands the grid and checks every run with its own settings: one validation, the lab's.
+        return self.request("POST", "/experiments", params={"dry_run": "true"}, json=body,
+                            what="the experiment", changes_nothing=True).json()
+
+    @staticmethod
+    def _experiment_request(name, base, grid, seeds, baseline, extra) -> dict:
+        body: dict[str, Any] = {"name": name, "base": _config_dict(base)}
         if grid is not None:
             body["grid"] = {field: list(values) if isinstance(values, tuple) else values
                             for field, values in grid.items()}
@@ -419,38 +429,7 @@ class Lab:
         if baseline is not False:
             body["baseline"] = baseline
         body.update(extra)
-        if validate:
-            # A search chooses d itself (and the lab refuses d in its base): d = 1 here, the value no
-            # check can refuse (the smallest P), leaves d to the lab and checks every other field.
-            checked = base if body.get("search") is None else {**base, "d": 1}
-            self._check_grid(checked, body.get("grid") or {})
         return body
-
-    def _check_grid(self, base: dict, grid: Mapping[str, Any]) -> None:
-        """Every base × grid combination checked as the lab will check it; errors name `grid.<field>[i]`
-        or `base.<field>`. Seeds, baselines and the run limit are left to the lab."""
-        if not all(isinstance(values, list) and values for values in grid.values()):
-            return  # not a grid the lab accepts: its 422 says why
-        names = list(grid)
-        if math.prod(len(grid[name]) for name in names) > MAX_CHECKED_GRID_POINTS:
-            return
-        budget = self.dense_budget_mb()
-        errors: dict[tuple[str, str], dict] = {}
-        for combo in itertools.product(*(range(len(grid[name])) for name in names)):
-            indices = dict(zip(names, combo))
-            point = {name: grid[name][i] for name, i in indices.items()}
-            try:
-                RunConfig.model_validate({**base, **point}, context={"dense_budget_mb": budget})
-            except ValidationError as exc:
-                def locate(loc, indices=indices):
-                    field = loc[0] if loc else None
-                    if field in indices:
-                        return ("grid", field, indices[field], *loc[1:])
-                    return ("base", *loc)
-                for error in _errors_of(exc, locate):
-                    errors.setdefault((error["field"], error["message"]), error)
-        if errors:
-            raise LabValidationError("experiment", list(errors.values()))
 
     def experiment(self, experiment: int | Mapping) -> dict:
         """An experiment: its request as stored, run counts per status, and its runs (id, status, role)."""

@@ -12,8 +12,16 @@ import sys
 import httpx
 import pytest
 
-from idlab.client import (FINISHED, Lab, LabAuthError, LabConflict, LabConnectionError, LabNotFound, LabTimeout,
-                          LabValidationError)
+from idlab.client import (
+    FINISHED,
+    Lab,
+    LabAuthError,
+    LabConflict,
+    LabConnectionError,
+    LabNotFound,
+    LabTimeout,
+    LabValidationError,
+)
 from tests.client.conftest import REPO, TOKEN
 from tests.lab.lab_processes import LONG, TINY, wait_for
 
@@ -161,7 +169,7 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
                                      "d_int90_low", "d_int90_high", "d_int90_method", "d_int90_at_min",
                                      "d_int90_not_reached", "baseline", "threshold", "D", "excluded_diverged",
                                      "excluded_failed", "excluded_cancelled", "excluded_no_accuracy", "not_converged"]
-    assert sorted(zip(summary["augmentation"], summary["d"])) == [("linear", 10), ("linear", 40), ("rff", 10), ("rff", 40)]
+    assert sorted(zip(summary["augmentation"], summary["d"], strict=True)) == [("linear", 10), ("linear", 40), ("rff", 10), ("rff", 40)]
     assert list(summary["n"]) == [2, 2, 2, 2]
     for group in raw["groups"]:
         rows = summary[summary["augmentation"] == group["augmentation"]]
@@ -182,11 +190,11 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
     assert sorted(export["run_id"]) == sorted(created["run_ids"])
     assert (export["status"] == "succeeded").all() and sorted(export["role"]).count("baseline") == 2
     members = export[export["role"] == "member"]
-    assert sorted(zip(members["config.augmentation"], members["config.d"], members["config.seed"])) == sorted(
+    assert sorted(zip(members["config.augmentation"], members["config.d"], members["config.seed"], strict=True)) == sorted(
         (a, d, s) for a in ("linear", "rff") for d in (10, 40) for s in (0, 1))
     listed = lab.runs(experiment_id=created["id"])
-    assert dict(zip(listed["run_id"], listed["final.test_acc"])) == pytest.approx(
-        dict(zip(export["run_id"], export["final.test_acc"])))
+    assert dict(zip(listed["run_id"], listed["final.test_acc"], strict=True)) == pytest.approx(
+        dict(zip(export["run_id"], export["final.test_acc"], strict=True)))
 
 
 def test_a_search_experiment_is_waited_for_until_no_group_is_searching(served_lab, lab):
@@ -224,9 +232,13 @@ def test_a_bad_config_is_refused_before_sending_naming_the_field(lab):
     assert bad_run.value.fields == ["d"] and bad_run.value.status_code is None
     assert "d: Input should be greater than 0 (got 0)" in str(bad_run.value)
 
+    # An experiment is checked by the lab's own dry run (its grid expansion, its settings): nothing is stored.
+    experiments_before = len(lab.experiments())
     with pytest.raises(LabValidationError) as bad_grid:
         lab.submit_experiment("bad sweep", base=QUICK, grid={"d": [10, 0], "projection": ["sparse", "fastfood"]})
-    assert bad_grid.value.fields == ["grid.d[1]"] and bad_grid.value.status_code is None
+    assert bad_grid.value.fields == ["grid.d[1]"] and bad_grid.value.status_code == 422
+    assert "greater than 0" in str(bad_grid.value) and "at grid point d=0" in str(bad_grid.value)
+    assert len(lab.experiments()) == experiments_before
     with pytest.raises(LabValidationError) as bad_base:
         lab.preview_experiment("bad base", base={**QUICK, "projection": "fastfood", "train_p": True}, grid={"d": [10]})
     assert bad_base.value.fields == ["base.train_p"] and "dense" in str(bad_base.value)
@@ -334,8 +346,13 @@ def test_a_submission_whose_answer_was_lost_is_sent_again_and_queued_once(served
         assert api(served_lab, "/runs", archived="all")["total"] == before + 1       # one run, not three
         assert lab.run(run)["config"]["seed"] == 7
 
+        # A dry run stores nothing: a lost answer is simply asked again, without a key.
         transport = flaky(lab, drops=1)
-        sweep = lab.submit_experiment("lost answer", base=QUICK, grid={"d": [10, 20]}, seeds=[0])
+        assert lab.preview_experiment("lost answer", base=QUICK, grid={"d": [10, 20]}, seeds=[0])["run_count"] == 2
+        assert transport.keys == [None, None]
+
+        transport = flaky(lab, drops=1)
+        sweep = lab.submit_experiment("lost answer", base=QUICK, grid={"d": [10, 20]}, seeds=[0], validate=False)
         assert len(set(transport.keys)) == 1 and len(transport.keys) == 2
         assert lab.experiment(sweep)["run_ids"] == sweep["run_ids"]
         assert api(served_lab, "/runs", archived="all")["total"] == before + 3
