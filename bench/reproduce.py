@@ -89,14 +89,15 @@ LI_LENET_LONG = (20, [290, 400, 600, 1000])
 LAM_LEE_BUDGET = {"epochs": 2, "train_size": 10_000}
 LAM_LEE_DS = (50, 100, 200)
 
-#: What docs/reproduction.md reports, per preset and budget in order of d (the dates in each result file say when it ran).
+#: What docs/reproduction.md reports, per preset and budget in order of d (the dates in each result file say
+#: when it ran).
 MEASUREMENTS: tuple[Measurement, ...] = (
     *_li("li-mnist-fc", [100, 300, 750, 1500], LI_EPOCHS),
     *_li("li-mnist-lenet", [100, 290, 600], LI_EPOCHS),
     *[Measurement(f"lam-lee-{augmentation}-d{d}", "lam-lee", {"augmentation": augmentation, "d": d, **LAM_LEE_BUDGET})
       for augmentation in ("linear", "power", "rff") for d in LAM_LEE_DS],
-    Measurement("lam-lee-trained-p-power-d50", "lam-lee-trained-p", {"augmentation": "power", "d": 50, **LAM_LEE_BUDGET},
-                stats_out=True),
+    Measurement("lam-lee-trained-p-power-d50", "lam-lee-trained-p",
+                {"augmentation": "power", "d": 50, **LAM_LEE_BUDGET}, stats_out=True),
     Measurement("lam-lee-p-from-trained-power-d50", "lam-lee-p-from-trained", {"d": 50, **LAM_LEE_BUDGET},
                 from_run_stats="lam-lee-trained-p-power-d50"),
     *_li("li-mnist-fc", LI_FC_LONG[1], LI_FC_LONG[0], suffix=f"-{LI_FC_LONG[0]}ep"),
@@ -106,12 +107,13 @@ MEASUREMENTS: tuple[Measurement, ...] = (
 
 def effective_config(measurement: Measurement) -> dict:
     """The run config the command trains: the preset's base with the flags over it, as `idlab train` builds it."""
+    from idlab.config import RunConfig, validation_context
     from idlab.launchers.cli import config_from_preset
-    from idlab.config import RunConfig
 
     stats = RESULTS / f"{measurement.from_run_stats}.stats.json" if measurement.from_run_stats else None
     raw = config_from_preset(measurement.preset, dict(measurement.flags), str(stats) if stats else None)
-    return RunConfig.model_validate(raw, context={"dense_budget_mb": float("inf")}).model_dump(mode="json")
+    config = RunConfig.model_validate(raw, context=validation_context(dense_budget_mb=float("inf")))
+    return config.model_dump(mode="json")
 
 
 def machine() -> dict:
@@ -174,7 +176,8 @@ def tables(results: dict[str, dict]) -> str:
         for row in rows:
             f = row["final"]
             lines.append(f"| {_what(row)} | {f['d']:,} | {f['k']:,} | {f['epochs']} | {f['test_acc']:.4f} | "
-                         f"{f['best_test_acc']:.4f} | {f['train_acc']:.4f} | {f['seconds']:.0f} ({row['wall_seconds']:.0f}) |")
+                         f"{f['best_test_acc']:.4f} | {f['train_acc']:.4f} | {f['seconds']:.0f} "
+                         f"({row['wall_seconds']:.0f}) |")
         direct = [r["final"]["test_acc"] for r in rows if _what(r) == "direct"]
         groups: dict[str, list[tuple[int, float]]] = {}
         for row in rows:

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from idlab.config import DATASETS, DEFAULT_DENSE_BUDGET_MB, RunConfig
+from idlab.config import DATASETS, DEFAULT_DENSE_BUDGET_MB, DEFAULT_MEMORY_BUDGET_MB, RunConfig, validation_context
 from idlab.statuses import FINISHED
 
 if TYPE_CHECKING:
@@ -151,15 +151,18 @@ def _errors_of(exc: ValidationError, locate=lambda loc: loc) -> list[dict]:
             for e in exc.errors(include_url=False)]
 
 
-def check_run_config(config: Mapping[str, Any] | RunConfig, dense_budget_mb: float | None = None) -> RunConfig:
+def check_run_config(config: Mapping[str, Any] | RunConfig, dense_budget_mb: float | None = None,
+                     memory_budget_mb: float | None = None) -> RunConfig:
     """The run config validated by `idlab.config.RunConfig` (as the lab does), or a LabValidationError.
 
-    `dense_budget_mb` is the lab's largest dense P (Lab reads it from the lab itself).
+    `dense_budget_mb` and `memory_budget_mb` are the lab's budgets (Lab reads them from the lab itself).
     """
     raw = _config_dict(config)
-    budget = DEFAULT_DENSE_BUDGET_MB if dense_budget_mb is None else dense_budget_mb
+    context = validation_context(
+        DEFAULT_DENSE_BUDGET_MB if dense_budget_mb is None else dense_budget_mb,
+        DEFAULT_MEMORY_BUDGET_MB if memory_budget_mb is None else memory_budget_mb)
     try:
-        return RunConfig.model_validate(raw, context={"dense_budget_mb": budget})
+        return RunConfig.model_validate(raw, context=context)
     except ValidationError as exc:
         raise LabValidationError("run config", _errors_of(exc)) from None
 
@@ -190,7 +193,7 @@ class Lab:
         self.retries = retries
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self._http = httpx.Client(base_url=self.url + "/api", headers=headers, timeout=timeout)
-        self._dense_budget_mb: float | None = None
+        self._lab_budgets: tuple[float, float] | None = None
 
     def __repr__(self) -> str:
         return f"Lab({self.url!r}{', token=…' if self.token else ''})"
@@ -288,9 +291,16 @@ class Lab:
 
     def dense_budget_mb(self) -> float:
         """The lab's largest dense P in MiB (asked once): the local check applies the lab's own budget."""
-        if self._dense_budget_mb is None:
-            self._dense_budget_mb = float(self.config_schema()["dense_p_budget_mb"])
-        return self._dense_budget_mb
+        return self._budgets()[0]
+
+    def _budgets(self) -> tuple[float, float]:
+        """The lab's dense-P and memory budgets in MiB, asked once (a lab that does not say its memory
+        budget has the default one)."""
+        if self._lab_budgets is None:
+            schema = self.config_schema()
+            self._lab_budgets = (float(schema["dense_p_budget_mb"]),
+                                 float(schema.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB)))
+        return self._lab_budgets
 
     # ---- runs -----------------------------------------------------------------------------------
 
@@ -303,7 +313,7 @@ class Lab:
         from another process within a day, returns the same run instead of queueing a second one)."""
         raw = {**_config_dict(config), **fields}
         if validate:
-            check_run_config(raw, self.dense_budget_mb())
+            check_run_config(raw, *self._budgets())
         return self.request("POST", "/runs", json=raw, what="the run config",
                             idempotency_key=idempotency_key or str(uuid.uuid4())).json()
 

@@ -15,8 +15,8 @@ L2 on kernels only) are options the paper presets turn on (idlab/presets.py).
 from __future__ import annotations
 
 import math
-import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -115,7 +115,7 @@ def parameter_shapes(
     shapes: list[tuple[str, tuple[int, ...]]] = []
     if model == "fc":
         sizes = [spec.channels * spec.height * spec.width, *fc_widths, spec.classes]
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             shapes += [(f"layers.{i}.weight", (n_out, n_in)), (f"layers.{i}.bias", (n_out,))]
         return shapes
     if model == "lenet":
@@ -130,7 +130,7 @@ def parameter_shapes(
             ("conv2.weight", (c2, c1, k, k)), ("conv2.bias", (c2,)),
         ]
         sizes = [flat, *LENET_HIDDEN, spec.classes]
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             shapes += [(f"fc{i + 1}.weight", (n_out, n_in)), (f"fc{i + 1}.bias", (n_out,))]
         return shapes
     raise ValueError(f"unknown model {model!r}")
@@ -149,20 +149,20 @@ def activations_per_example(model: str, dataset: str, fc_widths: list[int] | tup
     return inputs + conv + 2 * sum(LENET_HIDDEN) + spec.classes
 
 
-def memory_budget_mb() -> float:
-    """The training-memory budget of one run, from IDLAB_MEMORY_BUDGET_MB (default 8192 MiB)."""
-    return float(os.environ.get(MEMORY_BUDGET_ENV, DEFAULT_MEMORY_BUDGET_MB))
-
-
-def dense_budget_mb() -> float:
-    """The dense-P memory budget, from IDLAB_DENSE_P_BUDGET_MB (default 2048 MiB)."""
-    return float(os.environ.get(DENSE_BUDGET_ENV, DEFAULT_DENSE_BUDGET_MB))
+def validation_context(dense_budget_mb: float = DEFAULT_DENSE_BUDGET_MB,
+                       memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> dict[str, float]:
+    """The context RunConfig.model_validate checks a run's memory against: the largest P (dense, sparse,
+    RFF's B) and the training memory of one run, in MiB. The lab's own budgets come from its settings
+    (`Settings.validation_context()`); without a context, the defaults apply."""
+    return {"dense_budget_mb": float(dense_budget_mb), "memory_budget_mb": float(memory_budget_mb)}
 
 
 class RunConfig(BaseModel):
     """One subspace-training (or direct-training) run: θ_D = θ_0 + P·φ(θ_d)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # No field means anything infinite, and NaN or inf would pass every bound (NaN > 0 is false, but so is
+    # NaN <= 0): the schema refuses them itself, wherever a config is validated (API, CLI, client, worker).
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
     # What is trained, on what.
     dataset: DatasetName = Field("mnist", description="Dataset read from the data directory; `synthetic` is generated.")
@@ -307,85 +307,10 @@ class RunConfig(BaseModel):
     # ---- cross-field validation ---------------------------------------------------
 
     @model_validator(mode="after")
-    def _check_combinations(self, info: Any) -> "RunConfig":
+    def _check_combinations(self, info: Any) -> RunConfig:
         context = info.context or {}
-        errors: list[tuple[str, str]] = []
-
-        def reject(field: str, message: str) -> None:
-            errors.append((field, message))
-
-        if not (self.p_init in P_INITS or self.from_run_id is not None):
-            reject("p_init", f"unknown p_init {self.p_init!r}: use one of {', '.join(P_INITS)} or from_run:<run id>")
-        if len(self.power_coefs) != len(self.power_orders):
-            reject("power_coefs", f"give one coefficient per power: {len(self.power_orders)} orders "
-                                  f"{self.power_orders} but {len(self.power_coefs)} coefficients")
-        if any(o < 2 or o > MAX_POWER_ORDER for o in self.power_orders) or len(set(self.power_orders)) != len(self.power_orders):
-            reject("power_orders", f"power orders must be distinct integers ≥ 2 and ≤ {MAX_POWER_ORDER} "
-                                   "(the linear term is always present)")
-        if not all(0 <= beta < 1 for beta in self.adam_betas):
-            reject("adam_betas", f"Adam's β₁ and β₂ lie in [0, 1), e.g. [0.9, 0.99]; got {list(self.adam_betas)}")
-        if any(w < 1 or w > 100_000 for w in self.fc_widths):
-            reject("fc_widths", "each hidden width must be between 1 and 100000")
-        if any(not math.isfinite(c) or abs(c) > MAX_POWER_COEF for c in self.power_coefs):
-            reject("power_coefs", f"each power coefficient λ must be a finite number between {-MAX_POWER_COEF:g} and "
-                                  f"{MAX_POWER_COEF:g} (e.g. [0.1, 0.01])")
-        spec = DATASETS[self.dataset]
-        if self.train_size is not None and self.train_size > spec.train_size:
-            reject("train_size", f"train_size {self.train_size:,} exceeds the {spec.train_size:,} training examples "
-                                 f"of {self.dataset}: lower it, or leave it unset to use them all")
-        if self.test_size is not None and self.test_size > spec.test_size:
-            reject("test_size", f"test_size {self.test_size:,} exceeds the {spec.test_size:,} test examples "
-                                f"of {self.dataset}: lower it, or leave it unset to use them all")
-
-        subspace = self.method == "subspace"
-        if self.D > MAX_WEIGHTS:
-            reject("fc_widths", f"the network has D = {self.D:,} weights, more than the {MAX_WEIGHTS:,} a run may "
-                                "train (θ, its gradient and Adam's two moments alone would take "
-                                f"{16 * self.D / 2**30:,.0f} GiB): narrow fc_widths")
-        if subspace and self.d > self.D:
-            reject("d", f"d = {self.d:,} exceeds D = {self.D:,}, the number of weights of the network: a subspace of "
-                        "the weight space has at most D dimensions; lower d (or train all weights with method 'direct')")
-        if subspace and self.train_p and self.projection != "dense":
-            reject("train_p", f"train_p needs projection 'dense' (got {self.projection!r}): "
-                              "only an explicit matrix can be trained")
-        if self.train_p and not subspace:
-            reject("train_p", "train_p applies to subspace training, not method 'direct'")
-        if self.train_rff_b and not (subspace and "rff" in self.augmentation):
-            reject("train_rff_b", "train_rff_b trains the RFF matrices B: it needs method 'subspace' and an "
-                                  f"augmentation with rff (got {self.method!r}, {self.augmentation!r})")
-        if subspace and self.projection == "fastfood" and self.p_init != "normal":
-            reject("p_init", f"fastfood has its own structure (Gaussian diagonal between Hadamard transforms); "
-                             f"p_init {self.p_init!r} needs projection 'dense' or 'sparse'")
-        if subspace and self.p_init == "orthogonal":
-            if self.projection != "dense":
-                reject("p_init", "p_init 'orthogonal' needs projection 'dense'")
-            elif self.k > self.D:
-                reject("p_init", f"p_init 'orthogonal' needs k ≤ D, but k = {self.k} > D = {self.D}: "
-                                 "lower d or the number of features")
-        memory_mb = float(context.get("memory_budget_mb", memory_budget_mb()))
-        if self.D <= MAX_WEIGHTS and (need_mb := self.training_bytes() / 2**20) > memory_mb:
-            weights_part = (f"{self.D:,} weights × 16 bytes (θ, gradient, Adam's two moments)" if not subspace
-                            else f"θ_0, θ_D and its gradient for D = {self.D:,} weights")
-            field = "batch_size" if self._activations_dominate() else "fc_widths"
-            reject(field, f"training needs about {need_mb:,.0f} MiB ({weights_part}, plus the activations of a batch "
-                          f"of {self.batch_size:,}), over the memory budget of {memory_mb:,.0f} MiB ({MEMORY_BUDGET_ENV}): "
-                          "narrow fc_widths or lower batch_size")
-        budget_mb = float(context.get("dense_budget_mb", dense_budget_mb()))
-        over = f"over the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV})"
-        memory = {"dense": self.dense_p_bytes, "sparse": self.sparse_p_bytes}.get(self.projection)
-        if subspace and memory and (need_mb := memory() / 2**20) > budget_mb:
-            if self.projection == "dense":
-                reject("projection", f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, {over}; "
-                                     "use projection 'sparse' or 'fastfood', or lower d")
-            else:
-                reject("projection", f"a sparse P of D×k = {self.D:,}×{self.k:,} holds "
-                                     f"~{self.sparse_p_nonzeros():,} non-zeros, {need_mb:,.0f} MiB, "
-                                     f"{over}; use projection 'fastfood', or lower d")
-        if subspace and "rff" in self.augmentation and (need_mb := self.rff_B_bytes() / 2**20) > budget_mb:
-            reject("rff_features", f"the RFF matrices B (m×d = {self.m:,}×{self.d:,}"
-                                   f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
-                                   f"{over}: set rff_features lower or share one B across tensors"
-                                   + (" (a trained B takes four times its size)" if self.train_rff_b else ""))
+        errors = [*self._field_errors(), *self._method_errors(), *self._memory_errors(context),
+                  *self._projection_budget_errors(context)]
         if errors:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
@@ -393,6 +318,92 @@ class RunConfig(BaseModel):
                                   loc=(field,), input=getattr(self, field)) for field, message in errors],
             )
         return self
+
+    def _field_errors(self) -> Iterator[tuple[str, str]]:
+        """(field, message) for each field out of its range, or not matching the field beside it."""
+        if not (self.p_init in P_INITS or self.from_run_id is not None):
+            yield "p_init", f"unknown p_init {self.p_init!r}: use one of {', '.join(P_INITS)} or from_run:<run id>"
+        if len(self.power_coefs) != len(self.power_orders):
+            yield "power_coefs", (f"give one coefficient per power: {len(self.power_orders)} orders "
+                                  f"{self.power_orders} but {len(self.power_coefs)} coefficients")
+        orders = self.power_orders
+        if any(o < 2 or o > MAX_POWER_ORDER for o in orders) or len(set(orders)) != len(orders):
+            yield "power_orders", (f"power orders must be distinct integers ≥ 2 and ≤ {MAX_POWER_ORDER} "
+                                   "(the linear term is always present)")
+        if not all(0 <= beta < 1 for beta in self.adam_betas):
+            yield "adam_betas", f"Adam's β₁ and β₂ lie in [0, 1), e.g. [0.9, 0.99]; got {list(self.adam_betas)}"
+        if any(w < 1 or w > 100_000 for w in self.fc_widths):
+            yield "fc_widths", "each hidden width must be between 1 and 100000"
+        if any(not math.isfinite(c) or abs(c) > MAX_POWER_COEF for c in self.power_coefs):
+            yield "power_coefs", (f"each power coefficient λ must be a finite number between {-MAX_POWER_COEF:g} "
+                                  f"and {MAX_POWER_COEF:g} (e.g. [0.1, 0.01])")
+        spec = DATASETS[self.dataset]
+        if self.train_size is not None and self.train_size > spec.train_size:
+            yield "train_size", (f"train_size {self.train_size:,} exceeds the {spec.train_size:,} training examples "
+                                 f"of {self.dataset}: lower it, or leave it unset to use them all")
+        if self.test_size is not None and self.test_size > spec.test_size:
+            yield "test_size", (f"test_size {self.test_size:,} exceeds the {spec.test_size:,} test examples "
+                                f"of {self.dataset}: lower it, or leave it unset to use them all")
+
+    def _method_errors(self) -> Iterator[tuple[str, str]]:
+        """(field, message) for each setting the method, projection or network size rules out."""
+        subspace = self.method == "subspace"
+        if self.D > MAX_WEIGHTS:
+            yield "fc_widths", (f"the network has D = {self.D:,} weights, more than the {MAX_WEIGHTS:,} a run may "
+                                "train (θ, its gradient and Adam's two moments alone would take "
+                                f"{16 * self.D / 2**30:,.0f} GiB): narrow fc_widths")
+        if subspace and self.d > self.D:
+            yield "d", (f"d = {self.d:,} exceeds D = {self.D:,}, the number of weights of the network: a subspace "
+                        "of the weight space has at most D dimensions; lower d (or train all weights with method "
+                        "'direct')")
+        if subspace and self.train_p and self.projection != "dense":
+            yield "train_p", (f"train_p needs projection 'dense' (got {self.projection!r}): "
+                              "only an explicit matrix can be trained")
+        if self.train_p and not subspace:
+            yield "train_p", "train_p applies to subspace training, not method 'direct'"
+        if self.train_rff_b and not (subspace and "rff" in self.augmentation):
+            yield "train_rff_b", ("train_rff_b trains the RFF matrices B: it needs method 'subspace' and an "
+                                  f"augmentation with rff (got {self.method!r}, {self.augmentation!r})")
+        if subspace and self.projection == "fastfood" and self.p_init != "normal":
+            yield "p_init", ("fastfood has its own structure (Gaussian diagonal between Hadamard transforms); "
+                             f"p_init {self.p_init!r} needs projection 'dense' or 'sparse'")
+        if subspace and self.p_init == "orthogonal":
+            if self.projection != "dense":
+                yield "p_init", "p_init 'orthogonal' needs projection 'dense'"
+            elif self.k > self.D:
+                yield "p_init", (f"p_init 'orthogonal' needs k ≤ D, but k = {self.k} > D = {self.D}: "
+                                 "lower d or the number of features")
+
+    def _memory_errors(self, context: dict) -> Iterator[tuple[str, str]]:
+        """Training's memory (weights, optimiser state, a batch's activations) over the memory budget."""
+        memory_mb = float(context.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB))
+        if self.D <= MAX_WEIGHTS and (need_mb := self.training_bytes() / 2**20) > memory_mb:
+            weights_part = (f"{self.D:,} weights × 16 bytes (θ, gradient, Adam's two moments)"
+                            if self.method != "subspace" else f"θ_0, θ_D and its gradient for D = {self.D:,} weights")
+            field = "batch_size" if self._activations_dominate() else "fc_widths"
+            yield field, (f"training needs about {need_mb:,.0f} MiB ({weights_part}, plus the activations of a "
+                          f"batch of {self.batch_size:,}), over the memory budget of {memory_mb:,.0f} MiB "
+                          f"({MEMORY_BUDGET_ENV}): narrow fc_widths or lower batch_size")
+
+    def _projection_budget_errors(self, context: dict) -> Iterator[tuple[str, str]]:
+        """A dense or sparse P, or the RFF matrices B, over the budget of one matrix."""
+        subspace = self.method == "subspace"
+        budget_mb = float(context.get("dense_budget_mb", DEFAULT_DENSE_BUDGET_MB))
+        over = f"over the budget of {budget_mb:,.0f} MiB ({DENSE_BUDGET_ENV})"
+        memory = {"dense": self.dense_p_bytes, "sparse": self.sparse_p_bytes}.get(self.projection)
+        if subspace and memory and (need_mb := memory() / 2**20) > budget_mb:
+            if self.projection == "dense":
+                yield "projection", (f"a dense P of D×k = {self.D:,}×{self.k:,} needs {need_mb:,.0f} MiB, {over}; "
+                                     "use projection 'sparse' or 'fastfood', or lower d")
+            else:
+                yield "projection", (f"a sparse P of D×k = {self.D:,}×{self.k:,} holds "
+                                     f"~{self.sparse_p_nonzeros():,} non-zeros, {need_mb:,.0f} MiB, "
+                                     f"{over}; use projection 'fastfood', or lower d")
+        if subspace and "rff" in self.augmentation and (need_mb := self.rff_B_bytes() / 2**20) > budget_mb:
+            yield "rff_features", (f"the RFF matrices B (m×d = {self.m:,}×{self.d:,}"
+                                   f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
+                                   f"{over}: set rff_features lower or share one B across tensors"
+                                   + (" (a trained B takes four times its size)" if self.train_rff_b else ""))
 
     def _activations_dominate(self) -> bool:
         """Whether a batch's activations take more of training's memory than the weights do."""

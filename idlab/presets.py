@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from idlab.config import FROM_RUN_PATTERN, RunConfig
+from idlab.config import FROM_RUN_PATTERN, RunConfig, validation_context
 
 #: Placeholder of a template's source run inside its request (p_init "from_run:{run_id}").
 RUN_ID = "{run_id}"
@@ -266,7 +266,8 @@ LAM_LEE_P_FROM_TRAINED = Preset(
         "seeds": [0, 1, 2],
         "baseline": 1.0,
     },
-    parameters={"run_id": "the id of a succeeded run with trained P (train_p), whose per-block statistics P is drawn from"},
+    parameters={"run_id": "the id of a succeeded run with trained P (train_p), "
+                          "whose per-block statistics P is drawn from"},
 )
 
 PRESETS: tuple[Preset, ...] = (LI_FC, LI_LENET, LAM_LEE, LAM_LEE_TRAINED_P, LAM_LEE_P_FROM_TRAINED)
@@ -280,7 +281,8 @@ def get(preset_id: str) -> Preset:
     raise PresetError("preset", f"unknown preset {preset_id!r}: use one of {', '.join(p.id for p in PRESETS)}")
 
 
-def fill(preset: Preset, run_id: str | int | None = None, source_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def fill(preset: Preset, run_id: str | int | None = None,
+         source_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """The preset's experiment request, ready to submit; a template gets its source run filled in.
 
     For a template, `run_id` names the run whose trained P the new P is sampled from and
@@ -301,7 +303,7 @@ def fill(preset: Preset, run_id: str | int | None = None, source_config: dict[st
     if source_config is None:
         raise PresetError("run_id", f"the config of run {run_id} is needed to match its column blocks")
     try:
-        source = RunConfig.model_validate(source_config, context={"dense_budget_mb": math.inf})
+        source = RunConfig.model_validate(source_config, context=validation_context(dense_budget_mb=math.inf))
     except ValidationError as invalid:
         raise PresetError("run_id", f"the config of run {run_id} is not a valid run config: {invalid}") from None
     if source.method != "subspace" or not source.train_p:
@@ -312,7 +314,8 @@ def fill(preset: Preset, run_id: str | int | None = None, source_config: dict[st
     return request
 
 
-def single_run(request: dict[str, Any], chosen: dict[str, Any], optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+def single_run(request: dict[str, Any], chosen: dict[str, Any],
+               optional: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One run of an experiment request: its base, overridden by `chosen`, which must pick every swept field.
 
     The seed is the request's first unless chosen. Fields in `optional` (those a direct-training

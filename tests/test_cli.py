@@ -60,6 +60,14 @@ def test_invalid_flags_name_the_field(tmp_path, args, field):
     assert f"  {field}: " in done.stderr
 
 
+@pytest.mark.parametrize("args,field", [(["--lr", "nan"], "lr"), (["--p_scale", "inf"], "p_scale"),
+                                        (["--rff_scale", "Infinity"], "rff_scale")])
+def test_nan_and_inf_flags_are_refused_by_the_schema(tmp_path, args, field):
+    done = idlab("train", "--dataset", "synthetic", *args, data_dir=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"  {field}: Input should be a finite number" in done.stderr
+
+
 def test_missing_dataset_says_where_to_put_it(tmp_path):
     done = idlab("train", "--dataset", "mnist", data_dir=tmp_path / "empty")
     assert done.returncode == 2

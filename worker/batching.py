@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from backend.domain import lifecycle
 from backend.domain.models import QUEUED, Run
 from backend.domain.settings import Settings
+from backend.domain.validation import check_run_config
 from idlab.config import RunConfig
 from worker.devices import default_batch_runs
 
@@ -52,11 +53,6 @@ def batch_runs(settings: Settings, config: RunConfig) -> int:
     return settings.batch_runs or default_batch_runs(config.device)
 
 
-def budget_context(settings: Settings) -> dict:
-    """The validation context of a run config in this worker: its dense-P and memory budgets."""
-    return {"dense_budget_mb": settings.dense_p_budget_mb, "memory_budget_mb": settings.memory_budget_mb}
-
-
 def claim_batchmates(session: Session, lead: Claimed, config: RunConfig, worker: str, settings: Settings,
                      ) -> list[Claimed]:
     """Claim up to K − 1 queued runs that can train with `lead` (already claimed); returns them, oldest first."""
@@ -79,7 +75,7 @@ def claim_batchmates(session: Session, lead: Claimed, config: RunConfig, worker:
     mates: list[Claimed] = []
     for run_id, raw in candidates:
         try:
-            candidate = RunConfig.model_validate(raw, context=budget_context(settings))
+            candidate = check_run_config(raw, settings)
         except ValidationError:
             continue  # it fails alone, with its reasons, when its own message arrives
         if batch_key(candidate) != key:

@@ -27,10 +27,11 @@ from backend.domain import lifecycle, search_rounds
 from backend.domain.db import make_engine
 from backend.domain.models import CANCELLED, FAILED, MODEL_ARTIFACT, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.domain.settings import Settings
+from backend.domain.validation import check_run_config
 from idlab import metrics as M
 from idlab.config import RunConfig, validation_messages
 from worker import presence
-from worker.batching import Claimed, budget_context, claim_batchmates, mark_batch
+from worker.batching import Claimed, claim_batchmates, mark_batch
 from worker.devices import configure_torch_threads, device_label
 from worker.heartbeat import Heartbeat
 from worker.recorder import LOST, SHUTDOWN, RunRecorder
@@ -79,7 +80,7 @@ def execute(run_id: int, worker_name: str, settings: Settings, shutdown: threadi
 def batchmates(session: Session, lead: Claimed, worker_name: str, settings: Settings) -> list[Claimed]:
     """The queued runs claimed to train with `lead`; none when its config is invalid (it fails alone)."""
     try:
-        config = RunConfig.model_validate(lead.raw_config, context=budget_context(settings))
+        config = check_run_config(lead.raw_config, settings)
     except ValidationError:
         return []
     return claim_batchmates(session, lead, config, worker_name, settings)
@@ -219,7 +220,7 @@ class RunExecution:
 
     def validated_config(self) -> RunConfig:
         try:
-            return RunConfig.model_validate(self.raw_config, context=budget_context(self.settings))
+            return check_run_config(self.raw_config, self.settings)
         except ValidationError as error:
             problems = "; ".join(f"{p['field']}: {p['message']}" for p in validation_messages(error))
             raise RunSetupError(f"invalid run config: {problems}") from error

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from idlab.config import DEFAULT_DENSE_BUDGET_MB, DEFAULT_MEMORY_BUDGET_MB
+from idlab.config import DEFAULT_DENSE_BUDGET_MB, DEFAULT_MEMORY_BUDGET_MB, validation_context
 from idlab.dataset_download import DEFAULT_MIRRORS, parse_mirror
 
 
@@ -92,6 +92,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host!r} is not a host name: give names or addresses without scheme or port, "
                                  "e.g. lab.example or 10.0.0.5 or [2001:db8::5]")
         return hosts
+
+    def validation_context(self) -> dict[str, float]:
+        """The context a run config is validated in here: this lab's dense-P and memory budgets."""
+        return validation_context(self.dense_p_budget_mb, self.memory_budget_mb)
 
     @property
     def database(self) -> str:

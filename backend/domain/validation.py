@@ -37,18 +37,13 @@ class InvalidRequest(ValueError):
 
 
 def check_run_config(raw: Any, settings: Settings) -> RunConfig:
-    """RunConfig validated against the server's dense-P budget; raises pydantic's ValidationError.
+    """A run config validated against the lab's budgets; raises pydantic's ValidationError.
 
-    Also refuses non-finite numbers (Python's JSON parser accepts NaN and Infinity;
-    Postgres' JSON does not, and no field means anything infinite).
+    The one entry point of the API, the CLI and the worker (the client validates with the same
+    schema and the lab's budget). The schema itself refuses NaN and inf (Python's JSON parser
+    accepts NaN and Infinity; Postgres' JSON does not).
     """
-    config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb,
-                                                         "memory_budget_mb": settings.memory_budget_mb})
-    infinite = [name for name, value in config.model_dump().items() if not _finite(value)]
-    if infinite:
-        raise ValidationError.from_exception_data(RunConfig.__name__, [
-            {"type": "finite_number", "loc": (name,), "input": getattr(config, name)} for name in infinite])
-    return config
+    return RunConfig.model_validate(raw, context=settings.validation_context())
 
 
 def config_errors(exc: ValidationError, locate: Callable[[str], Loc], ctx: dict | None = None) -> list[dict]:
@@ -58,14 +53,6 @@ def config_errors(exc: ValidationError, locate: Callable[[str], Loc], ctx: dict 
         field, rest = (str(e["loc"][0]), tuple(e["loc"][1:])) if e["loc"] else ("", ())
         found.append(error((*locate(field), *rest), e["msg"], e["type"], echo(e.get("input")), ctx))
     return found
-
-
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
-    return True
 
 
 def echo(value: Any, depth: int = 0) -> Any:

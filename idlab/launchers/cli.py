@@ -151,22 +151,14 @@ def _label(path: Path) -> str:
 
 def command_train(args: argparse.Namespace) -> int:
     from backend.domain.settings import Settings
-    from idlab.presets import PresetError
+    from backend.domain.validation import check_run_config
 
-    try:
-        raw = config_from_args(args)
-        if args.preset:
-            raw = config_from_preset(args.preset, raw, args.from_run_stats)
-    except PresetError as problem:
-        print(f"preset {args.preset}:\n  {problem.field}: {problem.message}", file=sys.stderr)
-        return EXIT_INVALID
-    except (OSError, ValueError, KeyError) as problem:
-        print(f"cannot read the config: {problem}", file=sys.stderr)
+    raw = _raw_train_config(args)
+    if raw is None:
         return EXIT_INVALID
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     try:
-        config = RunConfig.model_validate(raw, context={"dense_budget_mb": settings.dense_p_budget_mb,
-                                                       "memory_budget_mb": settings.memory_budget_mb})
+        config = check_run_config(raw, settings)
     except ValidationError as error:
         _print_invalid(error)
         return EXIT_INVALID
@@ -182,25 +174,55 @@ def command_train(args: argparse.Namespace) -> int:
         from worker.subspace.statistics import sampling_stats
         from_run_stats = sampling_stats(json.loads(Path(args.from_run_stats).read_text())["statistics"]["P"])
 
-    from idlab.launchers.data_command import DownloadLine
-    from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError, load_dataset
     from worker.subspace.training import train
 
-    download_line = DownloadLine(config.dataset, args.quiet or args.json)
-    try:
-        splits = load_dataset(config, settings.data_dir, mirrors=settings.dataset_mirrors, on_progress=download_line,
-                              download=settings.allow_download if args.download is None else args.download)
-    except (DatasetMissing, DatasetCorrupt, DownloadError) as missing:
-        print(str(missing), file=sys.stderr)
+    splits = _load_train_splits(args, config, settings)
+    if splits is None:
         return EXIT_INVALID
-    finally:
-        download_line.close()
     callback, bar = _progress_callback(config, len(splits.train_y), args.quiet or args.json)
     try:
         result = train(config, splits, callback, from_run_stats=from_run_stats)
     finally:
         bar.close()
+    _report_train_result(args, config, result)
+    return 0 if result.status == "succeeded" else EXIT_RUN_FAILED
 
+
+def _raw_train_config(args: argparse.Namespace) -> dict | None:
+    """The config the arguments (and --preset) give, unvalidated; None, said on stderr, when it cannot be read."""
+    from idlab.presets import PresetError
+
+    try:
+        raw = config_from_args(args)
+        if args.preset:
+            raw = config_from_preset(args.preset, raw, args.from_run_stats)
+    except PresetError as problem:
+        print(f"preset {args.preset}:\n  {problem.field}: {problem.message}", file=sys.stderr)
+        return None
+    except (OSError, ValueError, KeyError) as problem:
+        print(f"cannot read the config: {problem}", file=sys.stderr)
+        return None
+    return raw
+
+
+def _load_train_splits(args: argparse.Namespace, config: RunConfig, settings):
+    """The run's dataset (downloaded if allowed, with a progress line); None, said on stderr, when it is missing."""
+    from idlab.launchers.data_command import DownloadLine
+    from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError, load_dataset
+
+    download_line = DownloadLine(config.dataset, args.quiet or args.json)
+    try:
+        return load_dataset(config, settings.data_dir, mirrors=settings.dataset_mirrors, on_progress=download_line,
+                            download=settings.allow_download if args.download is None else args.download)
+    except (DatasetMissing, DatasetCorrupt, DownloadError) as missing:
+        print(str(missing), file=sys.stderr)
+        return None
+    finally:
+        download_line.close()
+
+
+def _report_train_result(args: argparse.Namespace, config: RunConfig, result) -> None:
+    """The run's outcome: --stats-out's file, its error on stderr, its metrics as JSON or a table."""
     if args.stats_out:
         Path(args.stats_out).write_text(json.dumps({"config": config.model_dump(mode="json"),
                                                     "status": result.status, "metrics": result.metrics,
@@ -215,7 +237,6 @@ def command_train(args: argparse.Namespace) -> int:
         for key, value in summary.items():
             shown = f"{value:.4f}" if isinstance(value, float) else value
             print(f"{key:<{width}}  {shown}")
-    return 0 if result.status == "succeeded" else EXIT_RUN_FAILED
 
 
 def command_presets(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ def test_defaults_reproduce_li_et_al():
 
 
 @pytest.mark.parametrize("model,dataset,D", [("fc", "mnist", 199_210), ("lenet", "mnist", 44_426),
-                                             ("lenet", "cifar10", 62_006), ("fc", "cifar10", 3072 * 200 + 200 + 200 * 200 + 200 + 2010)])
+                                             ("lenet", "cifar10", 62_006),
+                                             ("fc", "cifar10", 3072 * 200 + 200 + 200 * 200 + 200 + 2010)])
 def test_parameter_count(model, dataset, D):
     assert RunConfig(model=model, dataset=dataset).D == D
 
@@ -70,12 +71,24 @@ def test_dense_budget_message_suggests_sparse_or_fastfood():
     assert "sparse" in message and "fastfood" in message and "MiB" in message
 
 
-def test_dense_budget_comes_from_the_environment(monkeypatch):
+def test_dense_budget_comes_from_the_settings_not_the_contracts(monkeypatch):
+    from backend.domain.settings import Settings
+
+    dense = {"projection": "dense", "d": 10_000}
     monkeypatch.setenv("IDLAB_DENSE_P_BUDGET_MB", "100000")
-    assert RunConfig(projection="dense", d=10_000).k == 10_000
+    assert RunConfig.model_validate(dense, context=Settings().validation_context()).k == 10_000
+    with pytest.raises(ValidationError):     # the schema reads no environment: without a context, the default
+        RunConfig(**dense)
     monkeypatch.setenv("IDLAB_DENSE_P_BUDGET_MB", "10")
-    with pytest.raises(ValidationError):
-        RunConfig(projection="dense", d=100)
+    with pytest.raises(ValidationError, match="IDLAB_DENSE_P_BUDGET_MB"):
+        RunConfig.model_validate({"projection": "dense", "d": 100}, context=Settings().validation_context())
+
+
+@pytest.mark.parametrize("field, value", [("lr", float("nan")), ("lr", "Infinity"), ("p_scale", float("-inf")),
+                                          ("power_coefs", [0.1, float("nan")]), ("rff_scale", "nan")])
+def test_the_schema_refuses_nan_and_inf(field, value):
+    problems = rejected_fields(**{field: value})      # a list's item is named power_coefs[1]
+    assert [name for name, message in problems.items() if name.startswith(field) and "finite number" in message]
 
 
 def test_from_run_p_init_is_parsed():

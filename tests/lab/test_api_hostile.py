@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.domain import lifecycle, points
-from backend.domain.models import Base, Run, RunArtifact
+from backend.domain.models import Base, RunArtifact
 from idlab.config import RunConfig
 from tests.lab.test_api_runs import SMALL, finish
 
@@ -117,6 +117,10 @@ CASES: dict[str, dict] = {
     "grid not a list": experiment({"grid": {"d": 5}}, "grid"),
     "seeds negative": experiment({"seeds": [-1]}, "seeds"),
     "seeds huge": experiment({"seeds": [BIG]}, "seeds"),
+    "baseline NaN as string": experiment({"baseline": "NaN"}, "baseline", "finite"),
+    "grid lr inf": experiment({"grid": {"lr": [0.001, "inf"]}}, "grid", "lr", "finite", dry_run=True),
+    "search tolerance NaN": experiment({"base": {k: v for k, v in SMALL.items() if k != "d"}, "baseline": 1.0,
+                                        "search": {"tolerance": "nan"}}, "search", "tolerance", "finite"),
     "experiment name overlong": experiment({"name": "n" * 100_000}, "name"),
     "experiment unknown field": experiment({"evil": True}, "evil"),
     "experiment train_size 3e9": experiment({"base": {**SMALL, "train_size": 3_000_000_000}}, "base", "train_size"),
@@ -142,7 +146,8 @@ CASES: dict[str, dict] = {
     "experiment id negative": get("/api/experiments/-3", None, "experiment_id"),
     "distributions of nothing": get("/api/runs/424242/distributions", None, status=404),
     "cancel id zero": {"method": "POST", "url": "/api/runs/0/cancel", "status": 422, "expect": ("run_id",)},
-    "retry id huge": {"method": "POST", "url": "/api/runs/" + "9" * 30 + "/retry", "status": 422, "expect": ("run_id",)},
+    "retry id huge": {"method": "POST", "url": "/api/runs/" + "9" * 30 + "/retry", "status": 422,
+                      "expect": ("run_id",)},
     "events negative id": get(f"/api/runs/{SOURCE}/events", {"last_event_id": -1}, "last_event_id"),
     # ---- deleting, archiving, idempotency keys --------------------------------------------------------
     "delete run id zero": {"method": "DELETE", "url": "/api/runs/0", "status": 422, "expect": ("run_id",)},
@@ -242,7 +247,8 @@ def test_a_valid_from_run_is_accepted_at_submission(client, sessions):
     response = client.post("/api/runs", json={**SMALL, "projection": "dense", "p_init": f"from_run:{ids[SOURCE]}"})
     assert response.status_code == 201, response.text
     dry = client.post("/api/experiments", params={"dry_run": "true"}, json={
-        "name": "ok", "base": {**SMALL, "projection": "dense"}, "grid": {"p_init": ["normal", f"from_run:{ids[SOURCE]}"]}})
+        "name": "ok", "base": {**SMALL, "projection": "dense"},
+        "grid": {"p_init": ["normal", f"from_run:{ids[SOURCE]}"]}})
     assert dry.status_code == 200, dry.text
 
 

@@ -16,9 +16,15 @@ from sqlalchemy import select
 from backend.domain import lifecycle
 from backend.domain.models import FAILED, QUEUED, RUNNING, SUCCEEDED, MetricPoint, Run, Worker
 from idlab.config import RunConfig
-from tests.lab.worker_fixtures import add_run, add_worker, database, sessions, settings  # noqa: F401 - fixtures
+from tests.lab import worker_fixtures
+from tests.lab.worker_fixtures import add_run, add_worker
 from worker.batching import Claimed, claim_batchmates
 from worker.execution import execute
+
+# The in-process worker fixtures (a migrated SQLite database per module) over tests/lab/conftest.py's.
+database = worker_fixtures.database
+sessions = worker_fixtures.sessions
+settings = worker_fixtures.settings
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -88,7 +94,8 @@ def test_a_worker_set_to_one_run_claims_no_batchmates(sessions, settings):
 def final_and_points(sessions, run_id: int) -> tuple[Run, dict]:
     with sessions() as session:
         run = session.get(Run, run_id)
-        points = {(p.key, p.step): p.value for p in session.scalars(select(MetricPoint).where(MetricPoint.run_id == run_id))}
+        points = {(p.key, p.step): p.value
+                  for p in session.scalars(select(MetricPoint).where(MetricPoint.run_id == run_id))}
     return run, points
 
 
@@ -114,7 +121,7 @@ def test_a_batch_records_each_run_as_it_would_have_trained_alone(sessions, setti
     alone = [add_run(sessions, **fields) for fields in shapes]
     for run in alone:
         assert execute(run.id, WORKER, settings, threading.Event()) == SUCCEEDED
-    for (run, points), twin in zip(together, alone):
+    for (run, points), twin in zip(together, alone, strict=True):
         solo, solo_points = final_and_points(sessions, twin.id)
         assert solo.batch_id is None
         assert set(points) == set(solo_points)
@@ -158,3 +165,19 @@ def test_a_stale_execution_stores_neither_its_artifact_nor_its_outcome(sessions,
     with sessions() as session:
         assert session.scalar(select(RunArtifact).where(RunArtifact.run_id == run.id,
                                                         RunArtifact.name == STATISTICS_ARTIFACT)) is None
+
+
+def test_the_worker_refuses_a_config_with_nan_or_inf_by_the_same_schema(sessions, settings):
+    from worker.execution import RunExecution, RunSetupError, batchmates
+    from worker.heartbeat import Heartbeat
+
+    run = add_run(sessions)
+    lead, _ = claim_lead(sessions, run)
+    for field, value in (("lr", float("nan")), ("p_scale", float("inf"))):
+        hostile = Claimed(lead.run_id, lead.token, {**lead.raw_config, field: value})
+        execution = RunExecution(sessions, settings, hostile, WORKER, threading.Event(),
+                                 Heartbeat(sessions, WORKER, settings.heartbeat_seconds))
+        with pytest.raises(RunSetupError, match=f"{field}: Input should be a finite number"):
+            execution.validated_config()
+        with sessions() as session:
+            assert batchmates(session, hostile, WORKER, settings) == []   # it fails alone, with its reason

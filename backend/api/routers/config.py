@@ -24,16 +24,18 @@ router = APIRouter(prefix="/config", tags=["config"])
 
 @router.get("/schema", summary="The run-config JSON schema, with defaults and descriptions")
 def run_config_schema(settings: SettingsDep) -> dict[str, Any]:
-    """The JSON schema a run config must satisfy, the server's dense-P budget (in MiB; cross-field
+    """The JSON schema a run config must satisfy, the server's dense-P and memory budgets (in MiB; cross-field
     checks are applied on submission), the metric keys runs report, and the statuses a run or a search
     group can be in (in their lifecycle's order: the dashboard lists, filters and sorts by them)."""
     return {"schema": RunConfig.model_json_schema(), "dense_p_budget_mb": settings.dense_p_budget_mb,
+            "memory_budget_mb": settings.memory_budget_mb,
             "series": list(SERIES), "final_metrics": list(FINAL),
             "run_statuses": list(STATUSES), "finished_statuses": list(FINISHED),
             "retryable_statuses": list(RETRYABLE), "search_statuses": list(search.STATUSES)}
 
 
-@router.get("/presets", response_model=list[PresetOut], summary="The paper presets: experiment requests with their settings")
+@router.get("/presets", response_model=list[PresetOut],
+            summary="The paper presets: experiment requests with their settings")
 def list_presets() -> list[dict[str, Any]]:
     """Li et al. (2018) and Lam & Lee (2020) as experiment requests (POST them to /api/experiments), each with
     its paper, what the paper reports and where the lab's config differs. A preset with `parameters` is a
@@ -41,7 +43,8 @@ def list_presets() -> list[dict[str, Any]]:
     return [preset.as_json() for preset in presets.PRESETS]
 
 
-@router.get("/presets/{preset_id}", response_model=PresetOut, summary="One preset; a template filled with its source run")
+@router.get("/presets/{preset_id}", response_model=PresetOut,
+            summary="One preset; a template filled with its source run")
 def read_preset(
     preset_id: Annotated[str, Path(max_length=64, description="The preset's id, e.g. `li-mnist-fc`.")],
     session: SessionDep,

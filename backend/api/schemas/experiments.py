@@ -6,7 +6,6 @@ An experiment of kind "search" sweeps the grid fields other than d, and searches
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -27,7 +26,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"
 
 
 def _accuracy_or_flag(value: bool | float | None) -> bool | float | None:
-    if isinstance(value, float) and not (math.isfinite(value) and 0 < value <= 1):
+    if isinstance(value, float) and not 0 < value <= 1:
         raise ValueError("a global baseline is an accuracy in (0, 1], e.g. 1.0 for MNIST")
     return value
 
@@ -43,7 +42,7 @@ class SearchParameters(BaseModel):
     """An automatic search for d_int90 in place of a grid of d: per group, d is doubled from d_start
     until the mean accuracy over the seeds reaches 0.9 × baseline, then bisected on a log scale."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
         {"d_start": 8, "tolerance": 0.1, "d_max": 100_000, "max_rounds": 30}]})
 
     d_start: int = Field(8, ge=1, le=MAX_D, description=(
@@ -60,7 +59,8 @@ class SearchParameters(BaseModel):
 
 
 class ExperimentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    # NaN and inf refused by the schema, as in RunConfig (a global baseline, a search's tolerance).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{
         "name": "mnist fc: linear vs power vs rff",
         "base": {"dataset": "mnist", "model": "fc", "projection": "fastfood", "epochs": 10},
         "grid": {"augmentation": ["linear", "power", "rff"], "d": [100, 300, 1000]},
