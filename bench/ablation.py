@@ -95,6 +95,7 @@ def plan(base: dict, switches: dict[str, tuple[object, object]], leave_one_out: 
 
 def run_row(base: dict, overrides: dict, ds: list[int], seeds: list[int], epochs: int,
             data_dir: str | None, progress) -> tuple[dict[int, list[float]], float]:
+    from backend.domain.settings import Settings
     from worker.subspace.data import load_dataset
     from worker.subspace.training import train
 
@@ -103,7 +104,7 @@ def run_row(base: dict, overrides: dict, ds: list[int], seeds: list[int], epochs
     for d in ds:
         for seed in seeds:
             config = RunConfig.model_validate({**base, **overrides, "d": d, "seed": seed, "epochs": epochs})
-            result = train(config, load_dataset(config, data_dir))
+            result = train(config, load_dataset(config, data_dir or Settings().data_dir))
             accuracy = result.metrics.get("test_acc", float("nan"))
             accuracies.setdefault(d, []).append(accuracy)
             progress(f"  d={d} seed={seed}: {result.status}, test_acc {accuracy:.4f} "
@@ -132,7 +133,7 @@ def table(rows: list[Row], ds: list[int], published: dict[int, float]) -> str:
 
 def published_curve(preset: presets.Preset) -> dict[int, float]:
     curve = preset.published.get("curve") or {}
-    return dict(zip(curve.get("d", []), curve.get("test_acc", [])))
+    return dict(zip(curve.get("d", []), curve.get("test_acc", []), strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--switches", nargs="+", choices=sorted(FIDELITY_FIELDS), help="only these switches")
     parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=JSON",
-                        help="further run-config fields for every row, e.g. projection='\"sparse\"' augmentation='\"rff\"'")
+                        help="further run-config fields for every row, "
+                             "e.g. projection='\"sparse\"' augmentation='\"rff\"'")
     parser.add_argument("--leave-one-out", action="store_true", help="also every switch off from the preset")
     parser.add_argument("--data-dir", default=None, help="the folder that holds MNIST/ (default IDLAB_DATA_DIR)")
     parser.add_argument("--json", type=Path, help="also write the rows, the settings and the machine here")
@@ -175,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "preset": args.preset, "epochs": args.epochs, "seeds": args.seeds, "d": args.d, "set": args.set,
-            "rows": [{"label": r.label, "overrides": r.overrides, "test_acc": {str(d): a for d, a in r.accuracies.items()},
-                      "seconds": r.seconds} for r in rows],
+            "rows": [{"label": r.label, "overrides": r.overrides,
+                      "test_acc": {str(d): a for d, a in r.accuracies.items()}, "seconds": r.seconds} for r in rows],
             "published": {str(d): a for d, a in published_curve(preset).items()},
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "torch": torch.__version__, "threads": torch.get_num_threads()},

@@ -31,6 +31,7 @@ parallel operation waits for the busiest core, and the timings measure the other
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -54,7 +55,7 @@ def sweep_configs(preset: str, epochs: int, train_size: int | None, test_size: i
     configs = []
     for values in itertools.product(*(grid[name] for name in names)):
         for seed in request.get("seeds") or [0]:
-            fields = {**request["base"], **dict(zip(names, values)), "seed": seed, "epochs": epochs,
+            fields = {**request["base"], **dict(zip(names, values, strict=True)), "seed": seed, "epochs": epochs,
                       "train_size": train_size, "test_size": test_size, "device": device}
             config = RunConfig(**fields)
             if config.method == "subspace":
@@ -85,6 +86,7 @@ def run_mode(mode: str, args) -> dict:
     import torch
 
     from worker.subspace.batched import train_batch
+    from backend.domain.settings import Settings
     from worker.subspace.data import load_dataset
     from worker.subspace.training import resolve_device, train
 
@@ -92,7 +94,7 @@ def run_mode(mode: str, args) -> dict:
         torch.set_num_threads(args.threads)
     configs = sweep_configs(args.preset, args.epochs, args.train_size, args.test_size, args.device)
     device = resolve_device(configs[0].device)
-    splits = load_dataset(configs[0], None)
+    splits = load_dataset(configs[0], Settings().data_dir)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     began = time.perf_counter()
     if mode == "serial":
@@ -123,6 +125,7 @@ def forwards(args) -> list[dict]:
     from idlab import presets
     from idlab.config import RunConfig
     from worker.subspace import batched
+    from backend.domain.settings import Settings
     from worker.subspace.data import load_dataset
     from worker.subspace.stacked import StackedNetworks
     from worker.subspace.training import resolve_device, training_step
@@ -133,44 +136,23 @@ def forwards(args) -> list[dict]:
             "test_size": args.test_size, "device": args.device}
     config = RunConfig(**base)
     device = resolve_device(config.device)
-    splits = load_dataset(config, None)
+    splits = load_dataset(config, Settings().data_dir)
     x, y = splits.train_x.to(device), splits.train_y.to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def median_ms(step) -> float:
-        for _ in range(2):
-            step()
-        times = []
-        for _ in range(args.steps):
-            sync()
-            start = time.perf_counter()
-            step()
-            sync()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1000
-
-    def runs(K: int) -> list:
-        members = []
-        for seed in range(K):
-            run = batched._Run(RunConfig(**{**base, "seed": seed}), None, None, None, device,
-                               steps_per_epoch=len(x) // config.batch_size, started=time.perf_counter())
-            run.attempt()
-            run.begin_epoch(len(x), device)
-            members.append(run)
-        return members
-
-    solo = runs(1)[0]
-    solo_ms = median_ms(lambda: training_step(solo.network, solo.optimizer, x[:config.batch_size],
-                                              y[:config.batch_size], config.weight_decay))
+    solo = _started_runs(base, 1, len(x), device)[0]
+    solo_ms = _median_ms(functools.partial(training_step, solo.network, solo.optimizer, x[:config.batch_size],
+                                           y[:config.batch_size], config.weight_decay), args.steps, sync)
     rows = [{"K": 1, "forward": "solo", "step_ms": round(solo_ms, 2), "ms_per_run_step": round(solo_ms, 2),
              "run_steps_per_s": round(1000 / solo_ms, 1)}]
     for K in args.ks:
-        members = runs(K)
+        members = _started_runs(base, K, len(x), device)
         decay = torch.full((K,), config.weight_decay, device=device) if config.weight_decay else None
         for forward in ("explicit", "vmap"):
             stack = StackedNetworks([run.network for run in members], config, forward)
             stacked = [members[i] for i in stack.order]
-            ms = median_ms(lambda: batched._step(stack, stacked, decay, x, y, config.batch_size))
+            ms = _median_ms(functools.partial(batched._step, stack, stacked, decay, x, y, config.batch_size),
+                            args.steps, sync)
             rows.append({"K": K, "forward": forward, "step_ms": round(ms, 2), "ms_per_run_step": round(ms / K, 2),
                          "run_steps_per_s": round(1000 * K / ms, 1)})
     for row in rows:
@@ -179,7 +161,56 @@ def forwards(args) -> list[dict]:
     return rows
 
 
+def _median_ms(step, steps: int, sync) -> float:
+    """The median of `steps` timed calls of `step` (after two untimed ones), in milliseconds."""
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _started_runs(base: dict, K: int, train_size: int, device) -> list:
+    """K runs of the config `base` (seeds 0…K−1), each started and at the beginning of its first epoch."""
+    from idlab.config import RunConfig
+    from worker.subspace import batched
+
+    members = []
+    for seed in range(K):
+        config = RunConfig(**{**base, "seed": seed})
+        run = batched._Run(config, None, None, None, device,
+                           steps_per_epoch=train_size // config.batch_size, started=time.perf_counter())
+        run.attempt()
+        run.begin_epoch(train_size, device)
+        members.append(run)
+    return members
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.mode:
+        print(json.dumps(run_mode(args.mode, args)))
+        return 0
+    if args.forwards:
+        if args.train_size is None:
+            args.train_size = 6000
+        rows = forwards(args)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for row in rows:
+                print(f"K={row['K']:<3} {row['forward']:<9} step {row['step_ms']:8.2f} ms   "
+                      f"{row['ms_per_run_step']:7.2f} ms per run-step   {row['run_steps_per_s']:7.1f} run-steps/s")
+        return 0
+    return _compare_modes(args, argv)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="li-mnist-fc")
     parser.add_argument("--epochs", type=int, default=1)
@@ -196,23 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement (--forwards)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.mode:
-        print(json.dumps(run_mode(args.mode, args)))
-        return 0
-    if args.forwards:
-        if args.train_size is None:
-            args.train_size = 6000
-        rows = forwards(args)
-        if args.json:
-            print(json.dumps(rows))
-        else:
-            for row in rows:
-                print(f"K={row['K']:<3} {row['forward']:<9} step {row['step_ms']:8.2f} ms   "
-                      f"{row['ms_per_run_step']:7.2f} ms per run-step   {row['run_steps_per_s']:7.1f} run-steps/s")
-        return 0
 
+def _compare_modes(args, argv: list[str] | None) -> int:
+    """Each of --modes in a fresh process (its own peak memory), then batched against serial."""
     rows = []
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
     for mode in args.modes:
@@ -232,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         serial, batched = rows
         summary["speedup"] = round(serial["wall_s"] / batched["wall_s"], 3)
         summary["max_test_acc_difference"] = max(
-            (abs(a - b) for a, b in zip(serial["test_acc"], batched["test_acc"]) if a is not None and b is not None),
+            (abs(a - b) for a, b in zip(serial["test_acc"], batched["test_acc"], strict=True)
+             if a is not None and b is not None),
             default=None)
         if not args.json:
             print(f"batched / serial: {summary['speedup']:.2f}× faster; largest difference of a run's test "

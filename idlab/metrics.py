@@ -9,6 +9,10 @@ Series (x = global training step):
 Final metrics (one value per run) add the sizes and the cost of the run.
 """
 
+import math
+from typing import Any
+
+
 TRAIN_LOSS = "train_loss"
 TRAIN_ACC = "train_acc"
 LR = "lr"
@@ -32,9 +36,23 @@ FINAL = (TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, "best_test_acc", "D", "k", 
          "seconds", "epochs", "steps", "lr", "lr_reductions", OFFSET_AT_ZERO, MODEL_BYTES, NETWORK_BYTES, COMPRESSION)
 
 # What a running run is doing, reported in its progress as "phase" (next to its latest step).
-DOWNLOADING = "downloading"  # fetching a missing dataset; progress["download"] = {"done": bytes, "total": bytes or None}
+# fetching a missing dataset; progress["download"] = {"done": bytes, "total": bytes or None}
+DOWNLOADING = "downloading"
 PREPARING = "preparing"    # loading the data, building the network and P
 TRAINING = "training"      # the minibatch steps of an epoch
 EVALUATING = "evaluating"  # the test set, after every epoch
 PHASES = (DOWNLOADING, PREPARING, TRAINING, EVALUATING)
 DOWNLOAD = "download"      # the progress key of a download
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN and ±inf replaced by None, in dicts, lists and tuples too: strict JSON has no
+    such numbers, so JSON columns (Postgres) refuse them and browsers cannot parse them. A diverged run
+    reports such values in its progress, final metrics and statistics."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value

@@ -29,6 +29,7 @@ from backend.domain.models import CANCELLED, FAILED, MODEL_ARTIFACT, STATISTICS_
 from backend.domain.settings import Settings
 from backend.domain.validation import check_run_config
 from idlab import metrics as M
+from idlab.metrics import json_safe
 from idlab.config import RunConfig, validation_messages
 from worker import presence
 from worker.batching import Claimed, claim_batchmates, mark_batch
@@ -260,11 +261,11 @@ class RunExecution:
             done = lifecycle.holds_claim(session, self.run_id, self.token)
             if done:
                 if statistics:
-                    store_artifact(session, self.run_id, STATISTICS_ARTIFACT, finite(statistics))
+                    store_artifact(session, self.run_id, STATISTICS_ARTIFACT, json_safe(statistics))
                 if model is not None and len(model) <= MAX_STORED_MODEL_BYTES:
                     store_artifact(session, self.run_id, MODEL_ARTIFACT, model_artifact(model))
                 done = lifecycle.finish(session, self.run_id, self.token, status,
-                                        metrics=finite(metrics) if metrics is not None else None,
+                                        metrics=json_safe(metrics) if metrics is not None else None,
                                         error=error[:ERROR_CHARS] if error else None)
         if not done:
             log.warning("run %s: finishing as %s did not apply: the run was reaped or requeued meanwhile",
@@ -339,17 +340,6 @@ def store_artifact(session: Session, run_id: int, name: str, data: dict) -> None
     else:
         artifact.data = data
     session.flush()
-
-
-def finite(value):
-    """`value` with every NaN or infinity replaced by None: JSON columns (and Postgres) reject them."""
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(item) for item in value]
-    return value
 
 
 def failure_text(problem: BaseException) -> str:

@@ -45,11 +45,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from backend.api.schemas.common import json_safe
 from backend.domain.analysis.search import SEARCHING
 from backend.domain.models import FINISHED, Run, SearchGroup
 from backend.domain.points import points_after
-
+from idlab.metrics import json_safe
 POINTS_PER_EVENT = 5000
 RECONNECT_MS = 1000
 #: How long a stream may take to end once the server shuts down (it ends at its next pause).
@@ -103,7 +102,7 @@ async def event_stream(request: Request, events: Callable[[Database, anyio.Event
 class _Stream(EventSourceResponse):
     """An event stream that gives its slot back when it is over, whatever ended it."""
 
-    def __init__(self, slot: "Slot", *args: Any, **kwargs: Any):
+    def __init__(self, slot: Slot, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.slot = slot
 
@@ -167,7 +166,7 @@ async def experiment_events(db: Database, experiment_id: int, poll_seconds: floa
 class Slot:
     """One open stream's place under the caps; `release` is idempotent."""
 
-    def __init__(self, streams: "OpenStreams", client: str):
+    def __init__(self, streams: OpenStreams, client: str):
         self.streams, self.client, self.released = streams, client, False
 
     def release(self) -> None:

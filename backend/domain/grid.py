@@ -99,24 +99,47 @@ def plan_experiment(request: ExperimentRequest, settings: Settings) -> Plan:
     baseline_grid = {name: values for name, values in grid.items() if name not in SUBSPACE_ONLY}
     search = request.search
     # A search's members are validated at both ends of its range of d; round 1 runs d_start.
-    members = grid if search is None else {**grid, "d": [search.d_start] + ([search.d_max] if search.d_max != search.d_start else [])}
+    members = grid if search is None else {
+        **grid, "d": [search.d_start] + ([search.d_max] if search.d_max != search.d_start else [])}
 
     errors = _check_shape(request, grid, seeds, individual, baseline_grid, settings)
     if errors:
         raise InvalidRequest(errors)
+    runs, normalized, groups = _planned_runs(base, members, baseline_grid if individual else None, seeds, search,
+                                             settings)
 
+    stored_grid = {name: [normalized[name][i] for i in range(len(values))] for name, values in grid.items()}
+    duplicates = _duplicate_values(stored_grid)
+    if duplicates:
+        raise InvalidRequest(duplicates)
+    first = runs[0].config
+    first_stored = first.model_dump(mode="json")
+    stored_base = {name: first_stored[name] for name in base if name in RunConfig.model_fields}
+    plan = Plan(runs=runs, base=stored_base, grid=stored_grid, seeds=list(seeds), baseline=_baseline_mode(request))
+    if search is not None:
+        plan.search = search.model_dump()
+        plan.groups = [{name: normalized[name][i] for name, i in zip(grid, key, strict=True)} for key in groups]
+    return plan
+
+
+def _planned_runs(base: dict, members: dict, baseline_grid: dict | None, seeds: list[int],
+                  search: SearchRequest | None, settings: Settings) -> tuple[list[PlannedRun], dict, dict]:
+    """Each member of the grid × seeds, then each baseline (`baseline_grid` None: none), validated; raises
+    InvalidRequest naming every invalid one. Also returns each grid value as validated, by field and index,
+    and a search's groups (the grid values but d, by index, → the group's number)."""
     runs: list[PlannedRun] = []
     normalized: dict[str, dict[int, object]] = {name: {} for name in members}
     groups: dict[tuple, int] = {}
     collector = _Errors()
-    for role, fields in ((MEMBER, members), (BASELINE, baseline_grid if individual else None)):
+    for role, fields in ((MEMBER, members), (BASELINE, baseline_grid)):
         if fields is None:
             continue
-        shared = base if role == MEMBER else {k: v for k, v in base.items() if k not in SUBSPACE_ONLY} | {"method": "direct"}
+        shared = base if role == MEMBER else {k: v for k, v in base.items() if k not in SUBSPACE_ONLY} | {
+            "method": "direct"}
         names = list(fields)
         for combo in itertools.product(*(range(len(fields[name])) for name in names)):
-            point = {name: fields[name][i] for name, i in zip(names, combo)}
-            indices = dict(zip(names, combo))
+            point = {name: fields[name][i] for name, i in zip(names, combo, strict=True)}
+            indices = dict(zip(names, combo, strict=True))
             for seed_index, seed in enumerate(seeds):
                 try:
                     config = check_run_config({**shared, **point, "seed": seed}, settings)
@@ -132,30 +155,28 @@ def plan_experiment(request: ExperimentRequest, settings: Settings) -> Plan:
                     runs.append(PlannedRun(config, role, group))
                 else:
                     runs.append(PlannedRun(config, role))
+                stored = config.model_dump(mode="json")          # each value as the runs row stores it
                 for name, i in indices.items():
-                    normalized[name][i] = getattr(config, name)
+                    normalized[name][i] = stored[name]
     if collector.errors:
         raise InvalidRequest(collector.errors)
+    return runs, normalized, groups
 
-    stored_grid = {name: [_plain(normalized[name][i]) for i in range(len(values))] for name, values in grid.items()}
-    duplicates = [error(("body", "grid", name, i), f"duplicate value {value!r}: it appears earlier in grid.{name}", input_=echo(value))
-                  for name, values in stored_grid.items() for i, value in enumerate(values)
-                  if _key(value) in {_key(v) for v in values[:i]}]
-    if duplicates:
-        raise InvalidRequest(duplicates)
-    first = runs[0].config
-    stored_base = {name: _plain(getattr(first, name)) for name in base if name in RunConfig.model_fields}
-    if individual:
-        mode = {"mode": "individual", "value": None}
-    elif request.baseline not in (None, False):
-        mode = {"mode": "global", "value": float(request.baseline)}
-    else:
-        mode = {"mode": None, "value": None}
-    plan = Plan(runs=runs, base=stored_base, grid=stored_grid, seeds=list(seeds), baseline=mode)
-    if search is not None:
-        plan.search = search.model_dump()
-        plan.groups = [{name: _plain(normalized[name][i]) for name, i in zip(grid, key)} for key in groups]
-    return plan
+
+def _duplicate_values(stored_grid: dict[str, list]) -> list[dict]:
+    """An error for each grid value that, validated, equals one before it in its field."""
+    return [error(("body", "grid", name, i), f"duplicate value {value!r}: it appears earlier in grid.{name}",
+                  input_=echo(value))
+            for name, values in stored_grid.items() for i, value in enumerate(values)
+            if _key(value) in {_key(v) for v in values[:i]}]
+
+
+def _baseline_mode(request: ExperimentRequest) -> dict:
+    if request.baseline is True:
+        return {"mode": "individual", "value": None}
+    if request.baseline not in (None, False):
+        return {"mode": "global", "value": float(request.baseline)}
+    return {"mode": None, "value": None}
 
 
 def _check_shape(request: ExperimentRequest, grid: dict, seeds: list, individual: bool, baseline_grid: dict,
@@ -193,10 +214,10 @@ def _check_shape(request: ExperimentRequest, grid: dict, seeds: list, individual
         rounds = search_rounds_at_most(search.model_dump())
         groups, members = members // len(seeds), members * rounds
         if members + baselines > settings.max_experiment_runs:
-            errors.append(error(("body", "search", "max_rounds"), f"this search could queue up to {members + baselines} "
-                                f"runs ({groups} groups × {len(seeds)} seeds × {rounds} rounds + {baselines} "
-                                f"baselines), more than the limit of {settings.max_experiment_runs}: lower max_rounds "
-                                "or d_max, or sweep fewer values or seeds", "too_many_runs"))
+            errors.append(error(("body", "search", "max_rounds"), "this search could queue up to "
+                                f"{members + baselines} runs ({groups} groups × {len(seeds)} seeds × {rounds} rounds "
+                                f"+ {baselines} baselines), more than the limit of {settings.max_experiment_runs}: "
+                                "lower max_rounds or d_max, or sweep fewer values or seeds", "too_many_runs"))
         return errors
     if members + baselines > settings.max_experiment_runs:
         errors.append(error(("body", "grid"), f"this experiment would queue {members + baselines} runs "
@@ -232,17 +253,13 @@ class _Errors:
         self._seen: set[str] = set()
 
     def add(self, exc: ValidationError, locate, point: dict, note: str = "") -> None:
-        for entry in config_errors(exc, locate, ctx={"grid_point": {k: echo(v) for k, v in point.items()}} if point else None):
+        ctx = {"grid_point": {k: echo(v) for k, v in point.items()}} if point else None
+        for entry in config_errors(exc, locate, ctx=ctx):
             entry["msg"] += note
             key = json.dumps([entry["loc"], entry["msg"]], default=str)
             if key not in self._seen and len(self.errors) < MAX_REPORTED_ERRORS:
                 self._seen.add(key)
                 self.errors.append(entry)
-
-
-def _plain(value):
-    """A config value as JSON stores it (tuples become lists)."""
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _key(value) -> str:

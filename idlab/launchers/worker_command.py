@@ -66,14 +66,17 @@ def command_worker(args: argparse.Namespace) -> int:
 
 
 def configure_environment(data_dir: str | None, concurrency: int, batch_runs: int | None = None) -> None:
-    """Settings reach this process and its pool processes through the environment."""
+    """Settings reach this process and its pool processes through the environment (written here, read
+    by Settings)."""
+    from backend.domain.settings import Settings
+
     if data_dir:
         os.environ["IDLAB_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
     if batch_runs is not None:
         os.environ["IDLAB_BATCH_RUNS"] = str(batch_runs)
     # Ask NVML, not CUDA, whether there is a GPU: a forking parent must not initialise CUDA.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    if concurrency > 1 and not os.environ.get("IDLAB_TORCH_THREADS"):
+    if concurrency > 1 and Settings().torch_threads is None:
         from worker.devices import usable_cores
 
         # Runs that execute side by side share the cores instead of oversubscribing them.

@@ -224,7 +224,8 @@ def test_missing_data_says_what_to_put_where(tmp_path, dataset, folder, names):
     assert isinstance(error.value, FileNotFoundError)
     assert str((tmp_path / folder).resolve()) in message
     assert all(name in message for name in names)
-    assert f"or let the lab download it: IDLAB_ALLOW_DOWNLOAD=1 (the default), or `idlab data fetch {dataset}`" in message
+    assert ("or let the lab download it: IDLAB_ALLOW_DOWNLOAD=1 (the default), "
+            f"or `idlab data fetch {dataset}`") in message
     assert error.value.directory == tmp_path / folder
 
 
@@ -236,10 +237,14 @@ def test_a_partly_missing_dataset_names_the_missing_file(tmp_path):
         load_dataset(config(dataset="mnist"), tmp_path)
 
 
-def test_the_data_dir_defaults_to_the_environment(tmp_path, monkeypatch):
+def test_the_engine_reads_no_environment_the_settings_pass_the_data_dir(tmp_path, monkeypatch):
+    from backend.domain.settings import Settings
+
     write_idx_dataset(tmp_path / "MNIST" / "raw")
     monkeypatch.setenv("IDLAB_DATA_DIR", str(tmp_path))
-    assert load_dataset(config(dataset="mnist"), None).train_x.shape[0] == 30
+    with pytest.raises(ValueError, match="no data directory given"):
+        load_dataset(config(dataset="mnist"), None)
+    assert load_dataset(config(dataset="mnist"), Settings().data_dir).train_x.shape[0] == 30
 
 
 # ---- scaling and sizes ----------------------------------------------------------------
@@ -259,7 +264,8 @@ def test_input_scalings(tmp_path):
     channel_mean = raw.train_x.double().mean(dim=(0, 2, 3), keepdim=True)
     channel_std = raw.train_x.double().std(dim=(0, 2, 3), keepdim=True, correction=0)
     assert torch.allclose(standard.train_x.double().mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5)
-    assert torch.allclose(standard.train_x.double().std(dim=(0, 2, 3), correction=0), torch.ones(3, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(standard.train_x.double().std(dim=(0, 2, 3), correction=0),
+                          torch.ones(3, dtype=torch.float64), atol=1e-5)
     # The test split is scaled with the training split's statistics.
     expected_test = ((raw.test_x.double() - channel_mean) / channel_std).float()
     assert torch.allclose(standard.test_x, expected_test, atol=1e-5)
@@ -285,7 +291,7 @@ def test_synthetic_is_deterministic_and_balanced():
     first = synthetic_arrays()
     synthetic_arrays.cache_clear()
     second = synthetic_arrays()
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     train_images, train_labels, test_images, test_labels = second
     assert train_images.shape == (6000, 1, 28, 28) and test_images.shape == (1000, 1, 28, 28)
     assert train_images.dtype == np.uint8

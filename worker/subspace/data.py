@@ -36,9 +36,9 @@ import os
 import pickle
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,19 +48,17 @@ from idlab.dataset_download import DEFAULT_MIRRORS, DownloadError, ProgressCallb
 from idlab.dataset_files import CATALOG, DatasetCorrupt, DatasetMissing
 
 try:  # numpy ≥ 2
-    from numpy._core import multiarray as _np_multiarray, numeric as _np_numeric
+    from numpy._core import multiarray as _np_multiarray
+    from numpy._core import numeric as _np_numeric
 except ImportError:  # numpy 1.x
-    from numpy.core import multiarray as _np_multiarray, numeric as _np_numeric  # type: ignore[no-redef]
+    from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _np_numeric
 
-#: Environment variable naming the data directory when none is given.
-DATA_DIR_ENV = "IDLAB_DATA_DIR"
-#: The data directory when neither an argument nor IDLAB_DATA_DIR names one.
-DEFAULT_DATA_DIR = "idlab-data"
 HOW_TO_DOWNLOAD = "or let the lab download it: IDLAB_ALLOW_DOWNLOAD=1 (the default), or `idlab data fetch {name}`"
 
 IDX_FOLDERS = {name: CATALOG[name].folder for name in ("mnist", "fashion_mnist")}
 IDX_FILES = dict(zip(("train_images", "train_labels", "test_images", "test_labels"),  # role → file name (without .gz)
-                     CATALOG["mnist"].file_names))
+                     CATALOG["mnist"].file_names, strict=True))
 CIFAR_FOLDER = CATALOG["cifar10"].folder
 CIFAR_TRAIN_BATCHES = tuple(CATALOG["cifar10"].file_names[:-1])
 CIFAR_TEST_BATCH = CATALOG["cifar10"].file_names[-1]
@@ -91,11 +89,12 @@ def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download
                  on_progress: ProgressCallback | None = None, mirrors: Sequence[str] | None = None) -> Splits:
     """The splits of `config.dataset`, cut to `train_size` / `test_size` and scaled by `input_scaling`.
 
-    `data_dir` None means $IDLAB_DATA_DIR, else ./idlab-data. A missing dataset is
+    `data_dir` is the folder of the datasets (the lab passes its settings' data_dir: the engine reads
+    no settings and no environment); only `synthetic`, generated, needs none. A missing dataset is
     downloaded when `download` is true (from `mirrors`, setting entries; None: the default
     mirrors, as the engine reads no settings — the lab passes its IDLAB_DATASET_MIRRORS),
-    reporting `on_progress(bytes done, total bytes or None)` while it does, and raises `DatasetMissing` otherwise; `DownloadError` when no mirror
-    served it.
+    reporting `on_progress(bytes done, total bytes or None)` while it does, and raises `DatasetMissing`
+    otherwise; `DownloadError` when no mirror served it.
     """
     name = config.dataset
     if name == "synthetic":
@@ -121,9 +120,10 @@ def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    """`data_dir`, else $IDLAB_DATA_DIR, else ./idlab-data."""
+    """`data_dir` as a path; a real dataset needs one (the lab's setting IDLAB_DATA_DIR, passed in)."""
     if data_dir is None:
-        data_dir = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+        raise ValueError("no data directory given: pass the lab's data_dir (Settings().data_dir, from "
+                         "IDLAB_DATA_DIR) to read a dataset other than 'synthetic'")
     return Path(data_dir).expanduser()
 
 
@@ -306,7 +306,8 @@ def _read_cifar_batch_cached(path: str, mtime_ns: int, size: int) -> tuple[np.nd
         raise DatasetCorrupt(f"{path}: not a CIFAR-10 python batch (a {type(batch).__name__}, not a dict)")
     data = batch.get(b"data", batch.get("data"))
     labels = batch.get(b"labels", batch.get("labels"))
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3 * 32 * 32):
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32):
         raise DatasetCorrupt(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
     try:
         labels = np.asarray(labels, dtype=np.int64)

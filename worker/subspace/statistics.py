@@ -35,6 +35,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from idlab.metrics import json_safe
+
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.1, 99.9
 MAX_PERCENTILE_SAMPLE = 1_000_000
 CHUNK_ELEMENTS = 1 << 20
@@ -69,7 +71,8 @@ def histogram(values: Tensor, edges: Tensor) -> list[int]:
     edges = edges.detach().to(device="cpu", dtype=torch.float64)
     bins = len(edges) - 1
     lo, hi = float(edges[0]), float(edges[-1])
-    equal_width = torch.allclose(edges.diff(), torch.full((bins,), (hi - lo) / bins, dtype=torch.float64), rtol=1e-9, atol=0)
+    widths = torch.full((bins,), (hi - lo) / bins, dtype=torch.float64)
+    equal_width = torch.allclose(edges.diff(), widths, rtol=1e-9, atol=0)
     counts = torch.zeros(bins, dtype=torch.int64)
     for chunk in _chunks(_as_float(values)):
         if equal_width and chunk.device.type == "cpu":  # the fastest CPU kernel; ignores NaN
@@ -140,11 +143,11 @@ def column_blocks(p: Tensor, feature_blocks: Iterable[tuple[str, int]]) -> dict[
     Dense P gives column views (no copy); a sparse COO P gives the values of its
     non-zeros in those columns (the entries p_init draws).
     """
-    names, widths = zip(*feature_blocks)
+    names, widths = zip(*feature_blocks, strict=True)
     if sum(widths) != p.shape[1]:
         raise ValueError(f"feature blocks cover {sum(widths)} columns but P has k = {p.shape[1]}")
     if not p.is_sparse:
-        return dict(zip(names, p.split(list(widths), dim=1)))
+        return dict(zip(names, p.split(list(widths), dim=1), strict=True))
     p = p.coalesce()
     columns, entries = p.indices()[1], p.values()
     starts = torch.tensor([0, *widths], device=columns.device).cumsum(0)
@@ -160,7 +163,8 @@ def _described(values: Tensor, edges: Tensor) -> dict:
 
 
 def _as_float(values: Tensor) -> Tensor:
-    """The entries, detached, as float32 or float64 (a copy only for other dtypes); of a sparse tensor, its non-zeros."""
+    """The entries, detached, as float32 or float64 (a copy only for other dtypes); of a sparse tensor, its
+    non-zeros."""
     values = values.detach()
     if values.is_sparse:
         values = values.coalesce().values()
@@ -215,5 +219,4 @@ def _order_statistic(sample: Tensor, percentile: float) -> float:
 
 
 def _plain(value: Tensor) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return json_safe(float(value))

@@ -20,7 +20,7 @@ from backend.api.errors import reject
 from backend.api.events import event_stream, experiment_events
 from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
 from backend.api.routers.runs import active_references, enqueue, reference_refusal
-from backend.api.schemas.common import MAX_ID, json_safe
+from backend.api.schemas.common import MAX_ID
 from backend.api.schemas.experiments import (
     ExperimentCreate,
     ExperimentCreated,
@@ -37,7 +37,7 @@ from backend.domain.analysis.summary import summarize
 from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
 from backend.domain.models import FINISHED, Experiment, Run, SearchGroup
 from backend.domain.validation import echo, error, from_run_problem
-
+from idlab.metrics import json_safe
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment's id.")]
@@ -213,7 +213,8 @@ def delete_experiment(experiment_id: ExperimentId, session: SessionDep) -> Respo
     if active:
         session.rollback()
         described = " and ".join(f"{n} {status}" for status, n in sorted(active.items()))
-        raise HTTPException(409, f"experiment {experiment_id} has {described} run{'s' if sum(active.values()) > 1 else ''}: "
+        plural = "s" if sum(active.values()) > 1 else ""
+        raise HTTPException(409, f"experiment {experiment_id} has {described} run{plural}: "
                                  f"cancel them first (the experiment page's Cancel remaining, or POST "
                                  f"/api/runs/{{id}}/cancel), then delete it once they have stopped")
     run_ids = list(session.scalars(select(Run.id).where(Run.experiment_id == experiment_id)))
@@ -259,7 +260,8 @@ def export_experiment(experiment_id: ExperimentId, session: SessionDep,
     if format == "csv":
         body, media_type = export.to_csv(columns, table), "text/csv; charset=utf-8"
     else:
-        body, media_type = json.dumps({"columns": columns, "rows": json_safe(table)}, allow_nan=False), "application/json"
+        body = json.dumps({"columns": columns, "rows": json_safe(table)}, allow_nan=False)
+        media_type = "application/json"
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
@@ -271,4 +273,5 @@ async def experiment_event_stream(request: Request, experiment_id: ExperimentId,
     """`event: status` with the runs whose status or progress changed (every run in the first one),
     `event: end` once every run has finished."""
     return await event_stream(request, lambda db, shutdown: experiment_events(
-        db, experiment_id, settings.sse_poll_seconds, shutdown), check=lambda session: get_experiment(session, experiment_id))
+        db, experiment_id, settings.sse_poll_seconds, shutdown),
+        check=lambda session: get_experiment(session, experiment_id))

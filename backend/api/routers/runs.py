@@ -21,7 +21,7 @@ from backend.api.events import event_stream, run_events
 from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
 from backend.api.run_filters import archived_condition, checked_config_fields, config_conditions
 from backend.api.run_sorts import sort_order
-from backend.api.schemas.common import MAX_ID, RunConfigJSON, json_safe
+from backend.api.schemas.common import MAX_ID, RunConfigJSON
 from backend.api.schemas.runs import (
     ArchivedFilter,
     ArchivedPatch,
@@ -38,7 +38,7 @@ from backend.domain.analysis.downsample import downsample
 from backend.domain.models import FINISHED, MODEL_ARTIFACT, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.domain.queue import enqueue_run
 from backend.domain.validation import check_run_config, config_errors, echo, error, from_run_problem
-
+from idlab.metrics import json_safe
 log = logging.getLogger("idlab.api")
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -144,7 +144,8 @@ def create_run(config: Annotated[RunConfigJSON, Body()], session: SessionDep, se
 def list_runs(
     request: Request,
     session: SessionDep,
-    status: Annotated[list[RunStatus] | None, Query(description="Any of these statuses (repeat the parameter).")] = None,
+    status: Annotated[list[RunStatus] | None,
+                      Query(description="Any of these statuses (repeat the parameter).")] = None,
     experiment_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     role: RunRole | None = None,
     batch_id: Annotated[str | None, Query(pattern="^[0-9a-f]{32}$", description=(
@@ -254,14 +255,16 @@ def retry_run(run_id: RunId, session: SessionDep, celery: CeleryDep) -> RunOut:
 def run_metrics(
     run_id: RunId,
     session: SessionDep,
-    keys: Annotated[list[str] | None, Query(max_length=20, description="Metric keys (repeat, or comma-separated); all by default.")] = None,
+    keys: Annotated[list[str] | None, Query(
+        max_length=20, description="Metric keys (repeat, or comma-separated); all by default.")] = None,
     max_points: Annotated[int, Query(ge=10, le=100_000, description=(
         f"At most this many points per series (with method lttb at most {MAX_LTTB_POINTS}).")) ] = 1000,
     x_min: Annotated[float | None, Query(allow_inf_nan=False, ge=-MAX_STEP, le=MAX_STEP,
                                          description="Only steps ≥ x_min (zoom).")] = None,
     x_max: Annotated[float | None, Query(allow_inf_nan=False, ge=-MAX_STEP, le=MAX_STEP,
                                          description="Only steps ≤ x_max (zoom).")] = None,
-    method: Annotated[Literal["minmax", "lttb"], Query(description="`minmax`: first/min/max/last per bucket (keeps spikes); `lttb`: largest triangle three buckets.")] = "minmax",
+    method: Annotated[Literal["minmax", "lttb"], Query(description=(
+        "`minmax`: first/min/max/last per bucket (keeps spikes); `lttb`: largest triangle three buckets."))] = "minmax",
 ) -> MetricsOut:
     """Each series in step order, downsampled server-side to at most `max_points`. A zoomed
     range (x_min, x_max) is re-sampled from the full-resolution points inside it."""
@@ -271,7 +274,8 @@ def run_metrics(
                        "msg": f"method lttb keeps at most {MAX_LTTB_POINTS} points per series (its cost grows with "
                               "them): lower max_points, or use method minmax"}])
     if x_min is not None and x_max is not None and x_min > x_max:
-        raise reject([{"type": "value_error", "loc": ["query", "x_min"], "msg": "x_min must not exceed x_max", "input": x_min}])
+        raise reject([{"type": "value_error", "loc": ["query", "x_min"], "msg": "x_min must not exceed x_max",
+                       "input": x_min}])
     wanted = _keys(keys)
     version = points.last_point_id(session, run_id)
     series = {}
@@ -288,13 +292,15 @@ def run_metrics(
 
 @router.get("/{run_id}/events", summary="Live points and status (Server-Sent Events)",
             response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "An event stream (see backend/api/events.py)."}})
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "An event stream (see backend/api/events.py)."}})
 async def run_event_stream(
     request: Request,
     run_id: RunId,
     settings: SettingsDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
-    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Resume after this point id (as the Last-Event-ID header does).")] = None,
+    last_event_id: Annotated[int | None, Query(
+        ge=0, le=MAX_ID, description="Resume after this point id (as the Last-Event-ID header does).")] = None,
 ) -> EventSourceResponse:
     """`event: status` on every status or progress change, `event: points` with new metric points
     (the event id is the largest point id in it), `event: end` once the run has finished and every
@@ -333,7 +339,8 @@ def run_model(run_id: RunId, session: SessionDep) -> Response:
     artifact = session.scalar(select(RunArtifact).where(RunArtifact.run_id == run_id,
                                                         RunArtifact.name == MODEL_ARTIFACT))
     if artifact is None:
-        why = ("only succeeded subspace runs have one" if run.status != "succeeded" or run.config.get("method") != "subspace"
+        why = ("only succeeded subspace runs have one"
+               if run.status != "succeeded" or run.config.get("method") != "subspace"
                else "its trained tensors were too large to store (a trained dense P is D×k floats)")
         raise HTTPException(404, f"run {run_id} has no model file: {why} (it is a {run.config.get('method')} run, "
                                  f"{run.status})")
@@ -347,7 +354,8 @@ def _keys(raw: list[str] | None) -> list[str]:
     bad = [key for key in wanted if not re.match(KEY_PATTERN, key)]
     if bad or len(wanted) > 20:
         raise reject([{"type": "value_error", "loc": ["query", "keys"], "input": (bad or wanted)[0][:50],
-                       "msg": "metric keys are names like train_loss or test_acc (letters, digits, _ . : -), at most 20"}])
+                       "msg": "metric keys are names like train_loss or test_acc (letters, digits, _ . : -), "
+                              "at most 20"}])
     return list(dict.fromkeys(wanted))
 
 

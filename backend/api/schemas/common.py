@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -27,15 +26,3 @@ class Page(BaseModel, Generic[Item]):
     offset: int
 
 
-def json_safe(value: Any) -> Any:
-    """`value` with every NaN and ±inf replaced by None: strict JSON (and browsers) has no such numbers.
-
-    Workers may report a diverged loss in a run's progress or final metrics.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value

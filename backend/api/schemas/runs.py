@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.schemas.common import Page, RunConfigJSON, json_safe
+from backend.api.schemas.common import Page, RunConfigJSON
 from backend.domain import lifecycle
 from backend.domain.models import STATUSES, Run
 from idlab.config import RunConfig
+from idlab.metrics import json_safe
 
 RunStatus = Literal[STATUSES]  # type: ignore[valid-type]
 RunRole = Literal["member", "baseline"]
@@ -48,7 +49,7 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, run: Run, extra_warnings: list[str] | None = None,
-           config_fields: list[str] | None = None) -> "RunOut":
+           config_fields: list[str] | None = None) -> RunOut:
         """`config_fields` keeps only those fields of the config (a table that shows a few of them)."""
         # model_construct: the stored config was validated on the way in; warnings only read two fields.
         warnings = RunConfig.model_construct(**run.config).warnings + list(extra_warnings or [])
@@ -59,7 +60,8 @@ class RunOut(BaseModel):
             started_at=run.started_at, finished_at=run.finished_at, heartbeat_at=run.heartbeat_at,
             duration_seconds=lifecycle.duration_seconds(run), D=run.D, k=run.k, d=run.d,
             progress=json_safe(run.progress or {}), final_metrics=json_safe(run.final_metrics or {}), error=run.error,
-            cancel_requested=run.cancel_requested, batch_id=run.batch_id, archived=bool(run.archived), warnings=warnings,
+            cancel_requested=run.cancel_requested, batch_id=run.batch_id, archived=bool(run.archived),
+            warnings=warnings,
         )
 
 
