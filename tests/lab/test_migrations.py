@@ -110,3 +110,52 @@ def test_every_downgrade_keeps_the_runs_and_their_points(fresh_url):
             assert session.get(Run, 1).batch_id is None
     finally:
         engine.dispose()
+
+
+def test_no_migration_imports_the_labs_code():
+    """A migration is history: it runs the code it holds, so a later change to the lab cannot change it."""
+    import ast
+    from pathlib import Path
+
+    versions = Path(migrate.__file__).parent / "migrations" / "versions"
+    for path in sorted(versions.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            lab = [name for name in names if name.split(".")[0] in ("backend", "worker", "idlab")]
+            assert not lab, f"{path.name} imports {lab}: copy what it needs into the migration"
+
+
+def test_the_envelopes_migration_computes_what_the_lab_computes_today(fresh_url):
+    from backend.domain import points
+
+    migrate.upgrade(fresh_url, "0001")
+    engine = make_engine(fresh_url, pooled=False)
+    # Several buckets, out-of-order steps, ties and a spike: every corner of an envelope is exercised.
+    stored = [("train_loss", step, step // 50, 1.0 + ((step * 37) % 11) / 10 + (9.0 if step == 130 else 0.0))
+              for step in (*range(0, 300, 3), 1, 64, 65, 127, 128)]
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
+                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text(
+                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
+                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
+                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
+                                    "VALUES (1, :key, :step, :epoch, :value)"),
+                               [dict(key=k, step=s, epoch=e, value=v) for k, s, e, v in stored])
+        migrate.upgrade(fresh_url, "0002")
+        with engine.connect() as connection:
+            migrated = connection.execute(text(
+                f"SELECT {', '.join(points.ENVELOPE_COLUMNS)} FROM metric_envelopes ORDER BY key, bucket")).all()
+        in_order = sorted((1, key, step, epoch, value) for key, step, epoch, value in stored)
+        in_order.sort(key=lambda row: row[2])
+        expected = sorted(points.envelopes(1, in_order), key=lambda row: (row[1], row[2]))
+        assert [tuple(row) for row in migrated] == expected
+    finally:
+        engine.dispose()

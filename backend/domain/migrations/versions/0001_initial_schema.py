@@ -6,7 +6,6 @@ Revises:
 from alembic import op
 import sqlalchemy as sa
 
-import backend.domain.models
 
 revision = '0001'
 down_revision = None
@@ -23,7 +22,7 @@ def upgrade() -> None:
     sa.Column('grid', sa.JSON(), nullable=False),
     sa.Column('seeds', sa.JSON(), nullable=False),
     sa.Column('baseline', sa.JSON(), nullable=False),
-    sa.Column('created_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('workers',
@@ -32,8 +31,8 @@ def upgrade() -> None:
     sa.Column('device', sa.String(length=60), nullable=False),
     sa.Column('queues', sa.JSON(), nullable=False),
     sa.Column('current_run_id', sa.Integer(), nullable=True),
-    sa.Column('started_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('runs',
@@ -46,18 +45,18 @@ def upgrade() -> None:
     sa.Column('claim_token', sa.String(length=64), nullable=True),
     sa.Column('cancel_requested', sa.Boolean(), nullable=False),
     sa.Column('worker', sa.String(length=200), nullable=True),
-    sa.Column('heartbeat_at', backend.domain.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('queued_at', backend.domain.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('started_at', backend.domain.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', backend.domain.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('queued_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('full_dim', sa.Integer(), nullable=True),
     sa.Column('feature_dim', sa.Integer(), nullable=True),
     sa.Column('intrinsic_dim', sa.Integer(), nullable=True),
     sa.Column('progress', sa.JSON(), nullable=False),
     sa.Column('final_metrics', sa.JSON(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('updated_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['experiment_id'], ['experiments.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -86,7 +85,7 @@ def upgrade() -> None:
     sa.Column('run_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('name', sa.String(length=40), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
-    sa.Column('created_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('run_id', 'name', name='uq_run_artifacts_run_name')

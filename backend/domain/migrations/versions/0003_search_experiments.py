@@ -6,7 +6,6 @@ Revises: 0002
 from alembic import op
 import sqlalchemy as sa
 
-import backend.domain.models
 
 revision = '0003'
 down_revision = '0002'
@@ -30,7 +29,7 @@ def upgrade() -> None:
                     sa.Column('bracket_lo', sa.Integer(), nullable=True),
                     sa.Column('bracket_hi', sa.Integer(), nullable=True),
                     sa.Column('rounds', sa.JSON(), nullable=False),
-                    sa.Column('updated_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
+                    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
                     sa.ForeignKeyConstraint(['experiment_id'], ['experiments.id'], ondelete='CASCADE'),
                     sa.PrimaryKeyConstraint('id'),
                     sa.UniqueConstraint('experiment_id', 'position', name='uq_search_groups_experiment_position'))

@@ -7,7 +7,6 @@ Revises: 0004
 from alembic import op
 import sqlalchemy as sa
 
-import backend.domain.models
 
 revision = '0005'
 down_revision = '0004'
@@ -33,7 +32,7 @@ def upgrade() -> None:
                     sa.Column('request_hash', sa.String(length=64), nullable=False),
                     sa.Column('status_code', sa.Integer(), nullable=False),
                     sa.Column('response', sa.JSON(), nullable=False),
-                    sa.Column('created_at', backend.domain.models.UTCDateTime(timezone=True), nullable=False),
+                    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
                     sa.PrimaryKeyConstraint('id'),
                     sa.UniqueConstraint('key', 'endpoint', name='uq_idempotency_keys_key_endpoint'))
     with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
