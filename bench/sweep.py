@@ -85,8 +85,8 @@ def run_mode(mode: str, args) -> dict:
     """One mode of the sweep, in this process."""
     import torch
 
-    from worker.subspace.batched import train_batch
     from backend.domain.settings import Settings
+    from worker.subspace.batched import train_batch
     from worker.subspace.data import load_dataset
     from worker.subspace.training import resolve_device, train
 
@@ -122,10 +122,10 @@ def forwards(args) -> list[dict]:
     """Median time of one batched step, explicit against vmap, for each K; and of one solo step."""
     import torch
 
+    from backend.domain.settings import Settings
     from idlab import presets
     from idlab.config import RunConfig
     from worker.subspace import batched
-    from backend.domain.settings import Settings
     from worker.subspace.data import load_dataset
     from worker.subspace.stacked import StackedNetworks
     from worker.subspace.training import resolve_device, training_step

@@ -12,7 +12,6 @@ Final metrics (one value per run) add the sizes and the cost of the run.
 import math
 from typing import Any
 
-
 TRAIN_LOSS = "train_loss"
 TRAIN_ACC = "train_acc"
 LR = "lr"

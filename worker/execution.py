@@ -29,8 +29,8 @@ from backend.domain.models import CANCELLED, FAILED, MODEL_ARTIFACT, STATISTICS_
 from backend.domain.settings import Settings
 from backend.domain.validation import check_run_config
 from idlab import metrics as M
-from idlab.metrics import json_safe
 from idlab.config import RunConfig, validation_messages
+from idlab.metrics import json_safe
 from worker import presence
 from worker.batching import Claimed, claim_batchmates, mark_batch
 from worker.devices import configure_torch_threads, device_label

@@ -49,6 +49,7 @@ from backend.domain.analysis.search import SEARCHING
 from backend.domain.models import FINISHED, Run, SearchGroup
 from backend.domain.points import points_after
 from idlab.metrics import json_safe
+
 POINTS_PER_EVENT = 5000
 RECONNECT_MS = 1000
 #: How long a stream may take to end once the server shuts down (it ends at its next pause).

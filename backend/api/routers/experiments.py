@@ -38,6 +38,7 @@ from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
 from backend.domain.models import FINISHED, Experiment, Run, SearchGroup
 from backend.domain.validation import echo, error, from_run_problem
 from idlab.metrics import json_safe
+
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment's id.")]

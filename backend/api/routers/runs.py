@@ -39,6 +39,7 @@ from backend.domain.models import FINISHED, MODEL_ARTIFACT, QUEUED, RUNNING, STA
 from backend.domain.queue import enqueue_run
 from backend.domain.validation import check_run_config, config_errors, echo, error, from_run_problem
 from idlab.metrics import json_safe
+
 log = logging.getLogger("idlab.api")
 router = APIRouter(prefix="/runs", tags=["runs"])
 
