@@ -16,6 +16,7 @@ TINY = dict(dataset="synthetic", model="fc", fc_widths=[32], d=200, lr=0.05, epo
 EXPLODING = dict(lr=100, optimizer="sgd", momentum=0.0, augmentation="power", power_orders=[2, 3],
                  power_coefs=[1.0, 1.0], epochs=1)
 RTOL, ATOL = 1e-5, 1e-7
+FILE_SIZES = (M.MODEL_BYTES, M.COMPRESSION)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -69,11 +70,13 @@ def assert_same_run(alone, alone_recorder, batched, batched_recorder, label=""):
     assert batched_recorder.phases == alone_recorder.phases, label
     got, want = batched_recorder.points, alone_recorder.points
     assert [(p.step, p.epoch, p.key) for p in got] == [(p.step, p.epoch, p.key) for p in want], label
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.value == pytest.approx(w.value, rel=RTOL, abs=ATOL), (label, w)
     assert set(batched.metrics) == set(alone.metrics), label
     for key, value in alone.metrics.items():
-        if key != "seconds":
+        if key in FILE_SIZES:  # the model file writes its probe's floats as text: their length varies a little
+            assert batched.metrics[key] == pytest.approx(value, rel=0.05), (label, key)
+        elif key != "seconds":
             assert batched.metrics[key] == pytest.approx(value, rel=RTOL, abs=ATOL), (label, key)
     assert _close(batched.statistics, alone.statistics), label
 
@@ -82,7 +85,7 @@ def _close(a, b) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and set(a) == set(b) and all(_close(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+        return isinstance(b, list) and len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float):
         # histogram edges and summaries of θ_d after training: the same up to the rounding of the curves
         return a == pytest.approx(b, rel=1e-4, abs=1e-6)
@@ -93,7 +96,7 @@ def check_batch_against_solo(cfgs, make_recorder=lambda i: Recorder(), **options
     alone = [(solo(cfg, rec := make_recorder(i)), rec) for i, cfg in enumerate(cfgs)]
     recorders = [make_recorder(i) for i in range(len(cfgs))]
     results = batch(cfgs, recorders, **options)
-    for i, ((result, recorder), in_batch, batch_recorder) in enumerate(zip(alone, results, recorders)):
+    for i, ((result, recorder), in_batch, batch_recorder) in enumerate(zip(alone, results, recorders, strict=True)):
         assert_same_run(result, recorder, in_batch, batch_recorder, label=f"run {i}: {cfgs[i].model_dump()}")
     return results
 
@@ -110,7 +113,7 @@ def check_batch_against_solo(cfgs, make_recorder=lambda i: Recorder(), **options
 ])
 def test_a_run_is_the_same_alone_and_in_a_batch_of_mixed_seeds_and_d(projection, augmentation, ds):
     cfgs = [config(projection=projection, augmentation=augmentation, d=d, seed=seed)
-            for seed, d in zip([0, 1, 2], ds)]
+            for seed, d in zip([0, 1, 2], ds, strict=True)]
     results = check_batch_against_solo(cfgs)
     assert all(r.status == "succeeded" for r in results)
     assert results[0].metrics[M.TEST_ACC] > 0.15                          # it learned (chance: 0.1)
