@@ -48,7 +48,8 @@ def submit(lab: Lab, preset_id: str, overrides: dict, first: list[int]) -> dict:
 
 
 def curve_table(summary: dict, published: dict) -> str:
-    reference = dict(zip((published.get("curve") or {}).get("d", []), (published.get("curve") or {}).get("test_acc", [])))
+    curve = published.get("curve") or {}
+    reference = dict(zip(curve.get("d", []), curve.get("test_acc", []), strict=True))
     lines = []
     for group in summary["groups"]:
         label = ", ".join(f"{field}={group.get(field)}" for field in summary["fields"]) or "all runs"
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {field: json.loads(value) for field, _, value in (a.partition("=") for a in args.set)}
     started = time.time()
     with Lab(args.url, token=args.token, timeout=120) as lab:
-        experiment = lab.experiment(args.experiment) if args.experiment else submit(lab, args.preset, overrides, args.first)
+        experiment = (lab.experiment(args.experiment) if args.experiment
+                      else submit(lab, args.preset, overrides, args.first))
         if not args.now:
             lab.wait_experiment(experiment)
         summary = lab.summary(experiment, raw=True)
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "".join(f"-{k}{v}" for k, v in overrides.items())
     out = args.out or RESULTS / f"{args.preset}{suffix}-lab.json"
     out.write_text(json.dumps({
-        "preset": args.preset, "overrides": overrides, "experiment": {k: body.get(k) for k in ("id", "name", "created_at")},
+        "preset": args.preset, "overrides": overrides,
+        "experiment": {k: body.get(k) for k in ("id", "name", "created_at")},
         "published": published, "summary": summary, "export": export,
         "waited_seconds": round(time.time() - started),
         "runs_by_status": dict(Counter(run["status"] for run in body["runs"])),

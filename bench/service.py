@@ -67,7 +67,8 @@ SWEEP = {"augmentation": ["linear", "power", "rff"], "d": list(range(100, 2001, 
 SWEEP_SEEDS = 5
 #: The fields the runs table asks for, read from the table itself.
 TABLE_CONFIG_FIELDS = json.loads(re.search(
-    r"const CONFIG_FIELDS = (\[.*?\]);", (Path(__file__).parents[1] / "frontend/js/panels/runs-table.js").read_text()).group(1))
+    r"const CONFIG_FIELDS = (\[.*?\]);",
+    (Path(__file__).parents[1] / "frontend/js/panels/runs-table.js").read_text()).group(1))
 
 
 def bench(url: str, data_dir: Path, batch: int) -> dict:
@@ -244,7 +245,8 @@ def _report(result: dict) -> str:
     return "\n".join([
         f"[{result['database']}]",
         f"  points written        {result['points_per_s']:>10,} /s     target ≥ 20,000 /s   {mark[ok['points_per_s']]}",
-        f"  100k → 1k series      {result['series_ms']['cold']:>10} ms cold, {result['series_ms']['warm_median']} ms warm"
+        f"  100k → 1k series      {result['series_ms']['cold']:>10} ms cold, "
+        f"{result['series_ms']['warm_median']} ms warm"
         f"   target ≤ 100 ms   {mark[ok['series_ms']]}",
         f"  list 500 runs (table) {result['list_500']['table']['ms']:>10} ms, {result['list_500']['table']['kb']} kB"
         f"   target ≤ 100 ms   {mark[ok['list_500_ms']]}",

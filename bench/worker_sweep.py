@@ -40,16 +40,15 @@ def data_source() -> Path:
 
 
 def one_setting(batch_runs: int, args, source: Path) -> dict:
-    from sqlalchemy import func, select
+    from sqlalchemy import select
     from sqlalchemy.orm import sessionmaker
 
-    from backend.domain import lifecycle
     from backend.domain.db import make_engine
     from backend.domain.migrate import upgrade
-    from backend.domain.models import FINISHED, Run, Worker
+    from backend.domain.models import Run
+    from backend.domain.queue import make_celery
     from backend.domain.settings import Settings
     from bench.sweep import sweep_configs
-    from backend.domain.queue import enqueue_run, make_celery
 
     with tempfile.TemporaryDirectory(prefix="idlab-bench-") as folder:
         lab = Path(folder)
@@ -64,35 +63,15 @@ def one_setting(batch_runs: int, args, source: Path) -> dict:
         env.update(IDLAB_DATA_DIR=str(lab), IDLAB_BATCH_RUNS=str(batch_runs), PYTHONUNBUFFERED="1")
         if args.threads:
             env["IDLAB_TORCH_THREADS"] = str(args.threads)
-        log = open(lab / "worker.log", "wb")
-        worker = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", "bench@%h",
-                                   "--loglevel", "WARNING"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        with open(lab / "worker.log", "wb") as log:   # the worker writes to its own copy of the descriptor
+            worker = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", "bench@%h",
+                                       "--loglevel", "WARNING"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
         try:
-            deadline = time.monotonic() + 120
-            while not _scalar(sessions, select(func.count()).select_from(Worker)):
-                if worker.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the worker did not start:\n{(lab / 'worker.log').read_text()[-3000:]}")
-                time.sleep(0.2)
+            _wait_registered(sessions, worker, lab)
             configs = sweep_configs(args.preset, args.epochs, args.train_size, args.test_size, "cpu"
                                     if args.device == "cpu" else args.device)
-            began = time.perf_counter()
-            ids = []
-            with sessions() as session:
-                runs = [lifecycle.new_run(config) for config in configs]
-                session.add_all(runs)
-                session.commit()
-                ids = [run.id for run in runs]
-            for run in runs:
-                enqueue_run(run.id, run.config, app=celery)
-            while True:
-                done = _scalar(sessions, select(func.count()).select_from(Run).where(Run.status.in_(FINISHED)))
-                if done == len(ids):
-                    break
-                if worker.poll() is not None:
-                    raise SystemExit(f"the worker exited:\n{(lab / 'worker.log').read_text()[-3000:]}")
-                time.sleep(0.1)
-            wall = time.perf_counter() - began
+            ids, wall = _sweep(sessions, celery, worker, lab, configs)
             with sessions() as session:
                 finished = {run.id: run for run in session.scalars(select(Run).where(Run.id.in_(ids)))}
             batches = {run.batch_id or f"alone-{run.id}" for run in finished.values()}
@@ -102,13 +81,51 @@ def one_setting(batch_runs: int, args, source: Path) -> dict:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
-            log.close()
             engine.dispose()
         return {"batch_runs": batch_runs, "preset": args.preset, "runs": len(ids), "epochs": args.epochs,
                 "train_size": args.train_size, "wall_s": round(wall, 2),
                 "runs_per_hour": round(len(ids) / wall * 3600, 1), "executions": len(batches),
                 "statuses": sorted({run.status for run in finished.values()}),
                 "test_acc": [finished[i].final_metrics.get("test_acc") for i in ids]}
+
+
+def _wait_registered(sessions, worker: subprocess.Popen, lab: Path) -> None:
+    """Until the worker has registered in the lab's database (at most two minutes)."""
+    from sqlalchemy import func, select
+
+    from backend.domain.models import Worker
+
+    deadline = time.monotonic() + 120
+    while not _scalar(sessions, select(func.count()).select_from(Worker)):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not start:\n{(lab / 'worker.log').read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def _sweep(sessions, celery, worker: subprocess.Popen, lab: Path, configs: list) -> tuple[list[int], float]:
+    """Queue and send a run per config; returns their ids and the seconds until the last one finished."""
+    from sqlalchemy import func, select
+
+    from backend.domain import lifecycle
+    from backend.domain.models import FINISHED, Run
+    from backend.domain.queue import enqueue_run
+
+    began = time.perf_counter()
+    with sessions() as session:
+        runs = [lifecycle.new_run(config) for config in configs]
+        session.add_all(runs)
+        session.commit()
+        ids = [run.id for run in runs]
+    for run in runs:
+        enqueue_run(run.id, run.config, app=celery)
+    while True:
+        done = _scalar(sessions, select(func.count()).select_from(Run).where(Run.status.in_(FINISHED)))
+        if done == len(ids):
+            break
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited:\n{(lab / 'worker.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    return ids, time.perf_counter() - began
 
 
 def _scalar(sessions, statement):
@@ -140,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         result["speedup"] = round(base["wall_s"] / result["wall_s"], 2)
         result["max_test_acc_difference"] = max(
-            (abs(a - b) for a, b in zip(result["test_acc"], base["test_acc"]) if a is not None and b is not None),
+            (abs(a - b) for a, b in zip(result["test_acc"], base["test_acc"], strict=True)
+             if a is not None and b is not None),
             default=None)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -12,15 +12,16 @@ Standard library only: the CLI (`idlab data fetch`) and the worker both use it.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from idlab import __version__
 from idlab.dataset_files import (
@@ -169,8 +170,9 @@ def download_dataset(name: str, root: str | os.PathLike, mirrors: Sequence[str],
     progress.report()
     for index, data_file in enumerate(wanted):
         destination = entry.directory(root) / f"{data_file.name}.gz"
+        check = functools.partial(GzipCheck, data_file, data_file.gz_size or data_file.size)
         served_by = _fetch_from_mirrors(entry, root, bases, f"{data_file.name}.gz", destination, missing, progress,
-                                        index, lambda: GzipCheck(data_file, data_file.gz_size or data_file.size))
+                                        index, check)
         bases = [served_by, *(base for base in bases if base != served_by)]   # a mirror down is not waited for again
     progress.finish()
     return [f.name for f in wanted]

@@ -4,7 +4,8 @@ A contract shared by the database models (`backend.domain.models`), the API's sc
 the worker and the notebook client; pure, importing nothing.
 """
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DIVERGED = "queued", "running", "succeeded", "failed", "cancelled", "diverged"
+QUEUED, RUNNING, SUCCEEDED = "queued", "running", "succeeded"
+FAILED, CANCELLED, DIVERGED = "failed", "cancelled", "diverged"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, DIVERGED)
 #: A run in one of these states changes no more.
 FINISHED = (SUCCEEDED, FAILED, CANCELLED, DIVERGED)

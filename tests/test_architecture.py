@@ -58,7 +58,8 @@ def lab_copy(tmp_path: Path) -> Path:
     ("worker/subspace/training.py", "from worker.recorder import RunRecorder",
      "The engine (worker.subspace) sits under the worker's modules"),
     ("backend/api/app.py", "import torch", "The HTTP API never imports torch"),
-    ("idlab/config.py", "from backend.domain.settings import Settings", "The contracts import no other part of the lab"),
+    ("idlab/config.py", "from backend.domain.settings import Settings",
+     "The contracts import no other part of the lab"),
     ("idlab/client.py", "from backend.domain.models import Run", "The notebook client talks HTTP only"),
 ])
 def test_a_bad_import_breaks_a_contract(lab_copy: Path, module: str, bad_import: str, broken: str):

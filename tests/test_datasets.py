@@ -55,7 +55,7 @@ def test_a_download_from_a_mirror_is_verified_placed_and_reported(tmp_path, mirr
     assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o666 & ~umask}, "readable as any file"
     served = sum(p.stat().st_size for p in (mirror_folder / "mnist").iterdir())
     assert reports[0][0] == 0 and reports[-1] == (served, served)
-    assert all(a[0] <= b[0] for a, b in zip(reports, reports[1:])), "bytes done never go back on success"
+    assert all(a[0] <= b[0] for a, b in zip(reports, reports[1:], strict=False)), "bytes done never go back on success"
     assert any(0 < done < served for done, _ in reports), "progress is reported while the bytes come in"
     # Present files are not fetched again: no mirror is even asked.
     assert download_dataset("mnist", root, [CLOSED]) == []
@@ -149,8 +149,8 @@ def test_downloads_are_on_by_default_from_the_public_mirrors(monkeypatch):
 
 def idlab(*args, data_dir: Path, mirrors: str = CLOSED, **env) -> subprocess.CompletedProcess:
     environment = {**os.environ, "IDLAB_DATA_DIR": str(data_dir), "IDLAB_DATASET_MIRRORS": mirrors, **env}
-    return subprocess.run([sys.executable, "-m", "idlab.launchers.cli", *args], env=environment, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "idlab.launchers.cli", *args], env=environment, capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_idlab_data_fetch_then_list_says_present(tmp_path, mirror_folder):
@@ -193,5 +193,5 @@ def test_idlab_train_offline_says_which_files_to_put_where(tmp_path):
     done = idlab("train", "--dataset", "mnist", "--epochs", "1", data_dir=tmp_path, IDLAB_ALLOW_DOWNLOAD="0")
     assert done.returncode == 2
     folder = (tmp_path / "MNIST" / "raw").resolve()
-    assert f"dataset 'mnist' not found: put the IDX files" in done.stderr and str(folder) in done.stderr
+    assert "dataset 'mnist' not found: put the IDX files" in done.stderr and str(folder) in done.stderr
     assert "`idlab data fetch mnist`" in done.stderr

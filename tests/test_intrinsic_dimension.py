@@ -185,7 +185,7 @@ def test_zero_noise_gives_a_degenerate_interval_at_the_point_estimate():
     assert lo == pytest.approx(result["d_int90_interpolated"], abs=1e-9)
     assert hi == pytest.approx(result["d_int90_interpolated"], abs=1e-9)
     assert result["d_int90_interpolated"] == pytest.approx(TRUE_CROSSING, abs=1e-9)
-    assert TRUE_CROSSING == pytest.approx(300 * math.log(10), abs=1.0)
+    assert pytest.approx(300 * math.log(10), abs=1.0) == TRUE_CROSSING
 
 
 def test_replicates_that_never_reach_make_an_open_end():

@@ -45,7 +45,8 @@ def test_every_preset_expands_through_the_planner(preset):
     plan = planned(preset)
     request = filled(preset)
     assert len(plan.runs) == presets.run_count(request) == preset.as_json()["run_count"]
-    assert not [run for run in plan.runs if run.role == BASELINE], "every preset reads d_int90 against a global baseline"
+    assert not [run for run in plan.runs if run.role == BASELINE], \
+        "every preset reads d_int90 against a global baseline"
     assert plan.baseline == {"mode": "global", "value": 1.0}
     swept = {name: sorted({getattr(run.config, name) for run in plan.runs}, key=str) for name in request["grid"]}
     assert swept == {name: sorted(values, key=str) for name, values in request["grid"].items()}
@@ -60,7 +61,8 @@ def test_li_et_al_settings():
     for preset_id, model, d_int90 in (("li-mnist-fc", "fc", 750), ("li-mnist-lenet", "lenet", 290)):
         preset = presets.get(preset_id)
         config = planned(preset).runs[0].config
-        assert (config.model, config.dataset, config.method, config.augmentation) == (model, "mnist", "subspace", "linear")
+        assert (config.model, config.dataset, config.method, config.augmentation) == (
+            model, "mnist", "subspace", "linear")
         assert (config.normalize_p, config.theta_d_init, config.use_theta0) == ("unit_columns", "zeros", True)
         assert (config.optimizer, config.lr, tuple(config.adam_betas)) == ("adam", 1e-3, (0.9, 0.99))
         assert (config.batch_size, config.weight_decay, config.lr_decay) == (128, 1e-4, 1.0)
@@ -72,10 +74,12 @@ def test_li_et_al_settings():
 
 def test_lam_and_lee_settings():
     plan = planned(presets.get("lam-lee"))
-    by_augmentation = {run.config.augmentation: run.config for run in plan.runs if run.config.d == 200 and run.config.seed == 0}
+    by_augmentation = {run.config.augmentation: run.config for run in plan.runs
+                       if run.config.d == 200 and run.config.seed == 0}
     assert set(by_augmentation) == {"linear", "power", "rff"}
     for config in by_augmentation.values():
-        assert (config.projection, config.p_init, config.p_scale, config.normalize_p) == ("dense", "normal", 0.05, "none")
+        assert (config.projection, config.p_init, config.p_scale, config.normalize_p) == (
+            "dense", "normal", 0.05, "none")
         assert (config.theta_d_init, config.theta_d_std, config.input_scaling) == ("normal", 0.05, "raw")
         assert (config.lr, config.lr_decay, config.batch_size, config.weight_decay) == (1e-3, 0.999, 32, 1e-3)
         assert (config.early_stopping_patience, config.early_stopping_metric, config.epochs) == (10, "train_acc", 100)
@@ -203,4 +207,5 @@ def test_train_from_a_preset(tmp_path, mnist_dir):
                  *shrink, "--stats-out", str(follow_up), "--json", data_dir=mnist_dir)
     assert done.returncode == 0, done.stderr
     config = json.loads(follow_up.read_text())["config"]
-    assert (config["augmentation"], config["p_init"], config["train_p"], config["d"]) == ("power", "from_run:trained", False, 30)
+    assert (config["augmentation"], config["p_init"], config["train_p"], config["d"]) == (
+        "power", "from_run:trained", False, 30)

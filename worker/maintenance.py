@@ -44,7 +44,8 @@ class Maintenance(threading.Thread):
             now = time.monotonic()
             if self.worker_name and now >= due["seen"]:
                 due["seen"] = now + self.settings.heartbeat_seconds
-                self._safely(lambda session: presence.seen(session, self.worker_name), "record that the worker is alive")
+                self._safely(lambda session: presence.seen(session, self.worker_name),
+                             "record that the worker is alive")
             if now >= due["reap"]:
                 due["reap"] = now + self.settings.reaper_seconds
                 self._safely(lambda session: reap(session, self.settings, self.celery), "reap")

@@ -105,7 +105,8 @@ def reap_vanished(session: Session, settings: Settings, celery: Celery, stale_be
 
 
 def idle_queues(session: Session, since: datetime) -> set[str]:
-    """Queues consumed by a worker that is alive, was up all along, and neither started nor finished a run since `since`.
+    """Queues consumed by a worker that is alive, was up all along, and neither started nor finished a run
+    since `since`.
 
     Idle for that long, it would have taken any message of its queues that existed. `since` is on the
     database's clock, like every time compared with it (last_seen, the workers' and runs' starts, finishes).
@@ -132,7 +133,8 @@ def resend_lost(session: Session, celery: Celery, stale_before: datetime, summar
     # Filtered by queue in SQL before the batch is cut: a queue nobody idles on (its runs waiting for a
     # busy worker) must not fill the batch and starve the queues whose workers sit idle.
     waiting = session.execute(select(Run.id, Run.config).where(
-        Run.status == QUEUED, Run.queued_at < stale_before, in_queues(queues)).order_by(Run.id).limit(RESEND_BATCH)).all()
+        Run.status == QUEUED, Run.queued_at < stale_before, in_queues(queues),
+    ).order_by(Run.id).limit(RESEND_BATCH)).all()
     session.commit()
     for run in waiting:
         if lifecycle.mark_resent(session, run.id, stale_before):

@@ -98,10 +98,8 @@ def _forward_sigterm() -> None:
         except RuntimeError:  # the set changed while it was read: read it again
             continue
         for pid in pids - signalled:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             signalled.add(pid)
         time.sleep(FORWARD_SECONDS)
 

@@ -34,7 +34,8 @@ and compare projections and augmentations down to d_int90.
 
 Every call that changes something needs `Authorization: Bearer <token>` when the server has an API token.
 Errors are JSON `{"detail": ...}`; invalid input is a 422 whose `detail` lists `{"loc", "msg", "type"}`;
-a request body over the server's limit (settings.max_request_bytes, 1 MiB by default) is a 413, refused before it is parsed.
+a request body over the server's limit (settings.max_request_bytes, 1 MiB by default) is a 413, refused before it
+is parsed.
 The lab answers only to its own host names (a request for another Host is a 400: settings.allowed_hosts), and a
 browser's POST, PUT, PATCH or DELETE from another site is a 403; clients that are not browsers are not affected."""
 

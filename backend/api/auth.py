@@ -15,7 +15,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-bearer = HTTPBearer(auto_error=False, description="The lab's API token (settings.api_token), for calls that change something.")
+bearer = HTTPBearer(auto_error=False,
+                    description="The lab's API token (settings.api_token), for calls that change something.")
 
 
 def require_token(request: Request,

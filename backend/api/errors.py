@@ -24,7 +24,8 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     # The echoed input can hold NaN or huge values (Python's JSON parser accepts NaN): made safe.
     detail = []
     for e in exc.errors():
-        entry = {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg"), "input": echo(e.get("input"))}
+        entry = {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg"),
+                 "input": echo(e.get("input"))}
         if e.get("ctx"):
             entry["ctx"] = echo(e["ctx"])
         detail.append(entry)

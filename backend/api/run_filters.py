@@ -29,7 +29,7 @@ INT64 = 2**63
 def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
     """SQL conditions for every config.<field> parameter; 422 naming the parameter if one is invalid."""
     conditions, errors = [], []
-    for name in dict.fromkeys(k for k in params.keys() if k.startswith(PREFIX)):
+    for name in dict.fromkeys(k for k in params if k.startswith(PREFIX)):
         field = name.removeprefix(PREFIX)
         info = RunConfig.model_fields.get(field)
         kind, optional = scalar_kind(info.annotation) if info is not None else (None, False)
@@ -43,7 +43,8 @@ def config_conditions(params: QueryParams) -> list[ColumnElement[bool]]:
         values, wants_null = [], False
         for raw in params.getlist(name):
             if any(ord(c) < 32 for c in raw) or len(raw) > 200:
-                errors.append(error(("query", name), "control characters or over 200 characters", "value_error", echo(raw)))
+                errors.append(error(("query", name), "control characters or over 200 characters", "value_error",
+                                    echo(raw)))
                 continue
             if optional and raw.lower() in NULLS:
                 wants_null = True

@@ -38,8 +38,19 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from backend.domain.models import (CANCELLED, DIVERGED, FAILED, FINISHED, QUEUED, RUNNING, MetricEnvelope, MetricPoint, Run,
-                            UTCDateTime, utcnow)
+from backend.domain.models import (
+    CANCELLED,
+    DIVERGED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    MetricEnvelope,
+    MetricPoint,
+    Run,
+    UTCDateTime,
+    utcnow,
+)
 from backend.domain.points import Point, rebuild_envelopes, write_points
 from idlab.config import RunConfig
 

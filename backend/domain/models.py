@@ -94,7 +94,8 @@ class SearchGroup(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)                  # the group's place in the grid's order
     grid_values: Mapped[dict] = mapped_column(JSON, default=dict)   # e.g. {"augmentation": "rff"}
-    status: Mapped[str] = mapped_column(String(20), default="searching", index=True)  # backend.domain.analysis.search.STATUSES
+    # backend.domain.analysis.search.STATUSES
+    status: Mapped[str] = mapped_column(String(20), default="searching", index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     threshold: Mapped[float | None] = mapped_column(Float)
     bracket_lo: Mapped[int | None] = mapped_column(Integer)

@@ -54,7 +54,7 @@ def write_points(session: Session, run_id: int, points: Iterable[Point]) -> None
     if dialect == "postgresql":
         _write_postgres(session, rows)
     elif dialect == "sqlite":
-        session.execute(_SQLITE_UPSERT, [dict(zip(COLUMNS, row)) for row in rows])
+        session.execute(_SQLITE_UPSERT, [dict(zip(COLUMNS, row, strict=True)) for row in rows])
     else:
         raise NotImplementedError(f"metric points need SQLite or PostgreSQL, not {dialect}")
     _write_envelopes(session, dialect, envelopes(run_id, rows))
@@ -118,7 +118,8 @@ def rebuild_envelopes(connection, run_id: int) -> None:
     rows = connection.execute(select(POINTS.c.run_id, POINTS.c.key, POINTS.c.step, POINTS.c.epoch, POINTS.c.value)
                               .where(POINTS.c.run_id == run_id).order_by(POINTS.c.step)).all()
     if rows:
-        connection.execute(insert(ENVELOPES), [dict(zip(ENVELOPE_COLUMNS, row)) for row in envelopes(run_id, rows)])
+        connection.execute(insert(ENVELOPES), [dict(zip(ENVELOPE_COLUMNS, row, strict=True))
+                                               for row in envelopes(run_id, rows)])
 
 
 COLUMNS = ("run_id", "key", "step", "epoch", "value")
@@ -184,7 +185,8 @@ _SQLITE_UPSERT = _sqlite_upsert()
 
 def series_keys(session: Session, run_id: int) -> list[str]:
     """The keys the run has points for, sorted."""
-    return list(session.scalars(select(POINTS.c.key).where(POINTS.c.run_id == run_id).distinct().order_by(POINTS.c.key)))
+    return list(session.scalars(
+        select(POINTS.c.key).where(POINTS.c.run_id == run_id).distinct().order_by(POINTS.c.key)))
 
 
 def last_point_id(session: Session, run_id: int) -> int:

@@ -60,7 +60,7 @@ def parameters(experiment: Experiment) -> algorithm.Parameters:
 def first_round(plan, runs: Sequence[Run]) -> list[SearchGroup]:
     """The groups of a new search experiment, each with its round 1 (`runs` are the plan's, flushed: with ids)."""
     members: dict[int, list[int]] = {}
-    for planned, run in zip(plan.runs, runs):
+    for planned, run in zip(plan.runs, runs, strict=True):
         if planned.role == MEMBER:
             members.setdefault(planned.group, []).append(run.id)
     d_start = plan.search["d_start"]
@@ -103,7 +103,8 @@ def advance(session: Session, experiment_id: int, settings: Settings, celery=Non
     for run in queued:
         _send(celery, run)
     if queued:
-        log.info("experiment %s: next search round queued: runs %s", experiment_id, ", ".join(str(r.id) for r in queued))
+        log.info("experiment %s: next search round queued: runs %s", experiment_id,
+                 ", ".join(str(r.id) for r in queued))
     return [run.id for run in queued]
 
 
@@ -200,12 +201,13 @@ def _has_work(session: Session, experiment_id: int) -> bool:
                                                                   Run.role == BASELINE)).all()
     for group in groups:
         ids = group.rounds[-1]["run_ids"]
-        serving = [row.id for row in matching_baselines(baselines, group.grid_values)] if mode.get("mode") == "individual" else []
+        serving = ([row.id for row in matching_baselines(baselines, group.grid_values)]
+                   if mode.get("mode") == "individual" else [])
         statuses = [status.get(i) for i in [*ids, *serving]]
         if group.status == algorithm.SEARCHING and all(s in FINISHED for s in statuses):
             return True
         roles = [MEMBER] * len(ids) + [BASELINE] * len(serving)
-        if group.status == algorithm.BLOCKED and not any(_broken(r, s) for r, s in zip(roles, statuses)):
+        if group.status == algorithm.BLOCKED and not any(_broken(r, s) for r, s in zip(roles, statuses, strict=True)):
             return True
     return False
 

@@ -24,7 +24,8 @@ def add_data_commands(commands) -> None:
     actions = data.add_subparsers(dest="data_command", required=True)
     data_dir_help = "folder holding the datasets (default: $IDLAB_DATA_DIR or ./idlab-data)"
 
-    listing = actions.add_parser("list", help="each dataset: present, missing or corrupt (content verified), its folder")
+    listing = actions.add_parser("list",
+                                 help="each dataset: present, missing or corrupt (content verified), its folder")
     listing.add_argument("--data-dir", help=data_dir_help)
     listing.add_argument("--json", action="store_true", help="print one JSON object per dataset")
     listing.set_defaults(handler=command_list)
@@ -58,7 +59,8 @@ def command_list(args: argparse.Namespace) -> int:
                 print(f"    {problem}")
     if any(state.state == "corrupt" for state in states):
         if not args.json:
-            print("A corrupt file is not the published one: delete it and run `idlab data fetch NAME`.", file=sys.stderr)
+            print("A corrupt file is not the published one: delete it and run `idlab data fetch NAME`.",
+                  file=sys.stderr)
         return EXIT_PROBLEM
     return 0
 
@@ -83,7 +85,8 @@ def command_fetch(args: argparse.Namespace) -> int:
                 print(f"    {problem}", file=sys.stderr)
             print("Delete the files listed and fetch again.", file=sys.stderr)
             return EXIT_PROBLEM
-        print(f"{name}: present in {where}" + (f" (downloaded {', '.join(fetched)})" if fetched else " (nothing to fetch)"))
+        print(f"{name}: present in {where}"
+              + (f" (downloaded {', '.join(fetched)})" if fetched else " (nothing to fetch)"))
     return 0
 
 

@@ -34,6 +34,7 @@ added too, without needing a token). Any other name or address a browser uses
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -82,18 +83,14 @@ class Child:
 
     def signal(self, sig: int) -> None:
         if self.running():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(sig)
-            except ProcessLookupError:
-                pass
 
     def kill_group(self) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)  # the worker's pool processes share its group
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def schedule_restart(self) -> float:
         """After an exit: wait longer the more often it failed quickly; returns the delay."""
@@ -116,8 +113,8 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
 
     from backend.api.guard import LOCAL_HOSTS, normalise
     from backend.domain.migrate import upgrade
-    from backend.domain.settings import get_settings
     from backend.domain.queue import make_celery
+    from backend.domain.settings import get_settings
     from worker.maintenance import Maintenance
 
     get_settings.cache_clear()
@@ -131,15 +128,7 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
     if hosts:
         env["IDLAB_ALLOWED_HOSTS"] = ",".join(hosts)
     upgrade(settings.database)  # once here, before the API and the worker both try
-    api = Child("api", [sys.executable, "-m", "uvicorn", "backend.api.app:create_app", "--factory",
-                        "--host", host, "--port", str(port),
-                        # open event streams must not hold the stop up
-                        "--timeout-graceful-shutdown", str(API_GRACE_SECONDS),
-                        # the browser polls and streams: a line per request would bury the lab's own messages
-                        "--no-access-log"],
-                restart=False, env=env)
-    worker = Child("worker", [sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", f"embedded@{socket.gethostname()}"],
-                   restart=True, env=env)
+    api, worker = lab_children(host, port, env)
     children = [api, worker]
     maintenance = Maintenance(settings, make_celery(settings))
 
@@ -152,24 +141,44 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
         for child in children:
             child.start()
         maintenance.start()
-        print(f"idlab: the lab is at http://{host}:{port}  (data: {settings.data_dir.resolve()}, database: "
-              f"{redact(settings.database)}, broker: {redact(settings.broker)}); Ctrl-C stops it", flush=True)
-        if exposed:
-            print(f"idlab: listening on {host}: writes need the API token; the lab answers to the host names "
-                  f"{', '.join(['localhost', '127.0.0.1', '[::1]', *hosts])}. To reach it by another name or "
-                  "address (an IP address, a DNS alias), add that to IDLAB_ALLOWED_HOSTS (comma-separated).",
-                  flush=True)
+        announce(host, port, settings, hosts if exposed else None)
         code = supervise(api, worker)
     except Stop as stop:
         log.info("%s: stopping the lab", stop)
     finally:
-        for sig, handler in previous.items():
+        for sig in previous:
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the stopping
         stop_children(children)
         maintenance.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
+
+
+def lab_children(host: str, port: int, env: dict[str, str]) -> tuple[Child, Child]:
+    """The API (not restarted: its exit stops the lab) and the worker (restarted when it exits)."""
+    api = Child("api", [sys.executable, "-m", "uvicorn", "backend.api.app:create_app", "--factory",
+                        "--host", host, "--port", str(port),
+                        # open event streams must not hold the stop up
+                        "--timeout-graceful-shutdown", str(API_GRACE_SECONDS),
+                        # the browser polls and streams: a line per request would bury the lab's own messages
+                        "--no-access-log"],
+                restart=False, env=env)
+    worker = Child("worker", [sys.executable, "-m", "idlab.launchers.cli", "worker",
+                              "--name", f"embedded@{socket.gethostname()}"],
+                   restart=True, env=env)
+    return api, worker
+
+
+def announce(host: str, port: int, settings, exposed_hosts: list[str] | None) -> None:
+    """Where the lab is; on a non-loopback address (`exposed_hosts` not None), the host names it answers to."""
+    print(f"idlab: the lab is at http://{host}:{port}  (data: {settings.data_dir.resolve()}, database: "
+          f"{redact(settings.database)}, broker: {redact(settings.broker)}); Ctrl-C stops it", flush=True)
+    if exposed_hosts is not None:
+        print(f"idlab: listening on {host}: writes need the API token; the lab answers to the host names "
+              f"{', '.join(['localhost', '127.0.0.1', '[::1]', *exposed_hosts])}. To reach it by another name or "
+              "address (an IP address, a DNS alias), add that to IDLAB_ALLOWED_HOSTS (comma-separated).",
+              flush=True)
 
 
 def supervise(api: Child, worker: Child) -> int:

@@ -169,7 +169,8 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
                                      "d_int90_low", "d_int90_high", "d_int90_method", "d_int90_at_min",
                                      "d_int90_not_reached", "baseline", "threshold", "D", "excluded_diverged",
                                      "excluded_failed", "excluded_cancelled", "excluded_no_accuracy", "not_converged"]
-    assert sorted(zip(summary["augmentation"], summary["d"], strict=True)) == [("linear", 10), ("linear", 40), ("rff", 10), ("rff", 40)]
+    assert sorted(zip(summary["augmentation"], summary["d"], strict=True)) == [
+        ("linear", 10), ("linear", 40), ("rff", 10), ("rff", 40)]
     assert list(summary["n"]) == [2, 2, 2, 2]
     for group in raw["groups"]:
         rows = summary[summary["augmentation"] == group["augmentation"]]
@@ -190,7 +191,8 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
     assert sorted(export["run_id"]) == sorted(created["run_ids"])
     assert (export["status"] == "succeeded").all() and sorted(export["role"]).count("baseline") == 2
     members = export[export["role"] == "member"]
-    assert sorted(zip(members["config.augmentation"], members["config.d"], members["config.seed"], strict=True)) == sorted(
+    chosen = zip(members["config.augmentation"], members["config.d"], members["config.seed"], strict=True)
+    assert sorted(chosen) == sorted(
         (a, d, s) for a in ("linear", "rff") for d in (10, 40) for s in (0, 1))
     listed = lab.runs(experiment_id=created["id"])
     assert dict(zip(listed["run_id"], listed["final.test_acc"], strict=True)) == pytest.approx(

@@ -138,7 +138,8 @@ def test_the_api_answers_to_its_service_name_and_the_names_in_env(monkeypatch):
         return Settings(_env_file=None).allowed_hosts
 
     assert allowed_hosts(SECRETS) == ["api"]
-    assert allowed_hosts({**SECRETS, "IDLAB_ALLOWED_HOSTS": "lab.example,10.0.0.5"}) == ["api", "lab.example", "10.0.0.5"]
+    assert allowed_hosts({**SECRETS, "IDLAB_ALLOWED_HOSTS": "lab.example,10.0.0.5"}) == [
+        "api", "lab.example", "10.0.0.5"]
 
 
 def localised(url: str, ports: dict[str, int], database: str | None = None) -> str:
@@ -162,8 +163,8 @@ def start_redis_service(folder: Path) -> tuple[subprocess.Popen, int]:
     """The redis service's own command (password, append-only file), on a free port of 127.0.0.1."""
     port = free_port()
     command = service_command("redis") + ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-    process = subprocess.Popen(command, cwd=folder, start_new_session=True,
-                               stdout=open(folder / "redis.log", "w"), stderr=subprocess.STDOUT)
+    with open(folder / "redis.log", "w") as log:   # the child writes to its own copy of the descriptor
+        process = subprocess.Popen(command, cwd=folder, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     wait_for(lambda: redis_answers(port, SECRETS["REDIS_PASSWORD"]), 20, "the redis service to answer")
     return process, port
 
@@ -178,6 +179,26 @@ def redis_answers(port: int, password: str | None) -> bool:
         return False
 
 
+def start_service(name: str, folder: Path, ports: dict[str, int], database: str, api_port: int) -> subprocess.Popen:
+    """docker-compose.yml's service `name`, its command and environment, on this machine's PostgreSQL and the
+    test's redis; its output goes to folder/<name>.log."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDLAB_")},
+           **service_environment(name), "PYTHONUNBUFFERED": "1", "IDLAB_TORCH_THREADS": "1"}
+    env["IDLAB_DATABASE_URL"] = localised(env["IDLAB_DATABASE_URL"], ports, database)
+    env["IDLAB_BROKER_URL"] = localised(env["IDLAB_BROKER_URL"], ports)
+    env["IDLAB_DATA_DIR"] = str(folder)            # the labdata volume
+    env["IDLAB_DATASET_MIRRORS"] = os.environ["IDLAB_DATASET_MIRRORS"]   # tests/conftest.py's: never outside
+    command = [str(part) for part in SERVICES[name]["command"]]
+    if name == "api":
+        command[command.index("--port") + 1] = str(api_port)
+        command[command.index("--host") + 1] = "127.0.0.1"
+    command = [sys.executable, "-m", "uvicorn", *command[1:]] if command[0] == "uvicorn" else \
+        [sys.executable, "-m", "idlab.launchers.cli", *command[1:]]
+    with open(folder / f"{name}.log", "w") as log:   # the child writes to its own copy of the descriptor
+        return subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
 def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_database):
     import redis
 
@@ -190,20 +211,7 @@ def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_da
             redis_answers(redis_port, None)
         ports = {"postgres": 5432, "redis": redis_port}
         for name in ("api", "worker-gpu0"):
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDLAB_")},
-                   **service_environment(name), "PYTHONUNBUFFERED": "1", "IDLAB_TORCH_THREADS": "1"}
-            env["IDLAB_DATABASE_URL"] = localised(env["IDLAB_DATABASE_URL"], ports, compose_database)
-            env["IDLAB_BROKER_URL"] = localised(env["IDLAB_BROKER_URL"], ports)
-            env["IDLAB_DATA_DIR"] = str(tmp_path)            # the labdata volume
-            env["IDLAB_DATASET_MIRRORS"] = os.environ["IDLAB_DATASET_MIRRORS"]   # tests/conftest.py's: never outside
-            command = [str(part) for part in SERVICES[name]["command"]]
-            if name == "api":
-                command[command.index("--port") + 1] = str(port)
-                command[command.index("--host") + 1] = "127.0.0.1"
-            command = [sys.executable, "-m", "uvicorn", *command[1:]] if command[0] == "uvicorn" else \
-                [sys.executable, "-m", "idlab.launchers.cli", *command[1:]]
-            processes.append(subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True,
-                                              stdout=open(tmp_path / f"{name}.log", "w"), stderr=subprocess.STDOUT))
+            processes.append(start_service(name, tmp_path, ports, compose_database, port))
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
                            headers={"Authorization": f"Bearer {SECRETS['IDLAB_API_TOKEN']}"})
 
@@ -229,7 +237,8 @@ def test_the_services_commands_run_an_experiment_end_to_end(tmp_path, compose_da
 
         def finished():
             runs = [api.get(f"/api/runs/{run_id}").json() for run_id in experiment["run_ids"]]
-            return runs if all(run["status"] in ("succeeded", "failed", "cancelled", "diverged") for run in runs) else None
+            done = all(run["status"] in ("succeeded", "failed", "cancelled", "diverged") for run in runs)
+            return runs if done else None
 
         runs = wait_for(finished, 180, "the experiment's runs to finish", interval=1)
         assert [run["status"] for run in runs] == ["succeeded"] * 3, [run.get("error") for run in runs]

@@ -107,7 +107,7 @@ def test_centred_rff_starts_at_theta_0_and_the_offset_is_recorded(projection):
 def test_kernels_only_l2_leaves_the_biases_out():
     net = network(weight_decay_scope="kernels", theta_d_init="normal", use_theta0=False)
     theta_D = net.theta_D()
-    kernels = sum(theta_D[rows].square().sum() for (name, _), rows in zip(net.shapes, net.rows)
+    kernels = sum(theta_D[rows].square().sum() for (name, _), rows in zip(net.shapes, net.rows, strict=True)
                   if name.endswith("weight"))
     torch.testing.assert_close(net.squared_norm(theta_D), kernels)
     everything = network(theta_d_init="normal", use_theta0=False)
@@ -116,6 +116,6 @@ def test_kernels_only_l2_leaves_the_biases_out():
     # the penalty's gradient is 2·θ_D on the kernels' rows and 0 on the biases'
     point = theta_D.detach().requires_grad_()
     (gradient,) = torch.autograd.grad(net.squared_norm(point), point)
-    for (name, _), rows in zip(net.shapes, net.rows):
+    for (name, _), rows in zip(net.shapes, net.rows, strict=True):
         expected = 2 * point[rows].detach() if name.endswith("weight") else torch.zeros(rows.stop - rows.start)
         torch.testing.assert_close(gradient[rows], expected)

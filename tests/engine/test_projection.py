@@ -95,7 +95,8 @@ def test_products_agree_with_the_materialised_matrix(projection, normalize_p):
     assert close(P(v), M @ v, rtol)
     assert close(P.transpose(u), M.T @ u, rtol)
     vs = [torch.randn(cfg.k) for _ in slices]
-    assert close(P.forward_blocks(vs, slices), torch.cat([(M @ x)[rows] for x, rows in zip(vs, slices)]), rtol)
+    expected = torch.cat([(M @ x)[rows] for x, rows in zip(vs, slices, strict=True)])
+    assert close(P.forward_blocks(vs, slices), expected, rtol)
     # Other row slices than the build's (the generic path).
     halves = [slice(0, 400), slice(400, cfg.D)]
     assert close(P.forward_blocks(vs[:2], halves), torch.cat([(M @ vs[0])[:400], (M @ vs[1])[400:]]), rtol)
@@ -112,7 +113,7 @@ def test_gradient_wrt_v_is_P_transpose_g(projection, normalize_p):
     assert close(grad, M.T @ g, rtol) and close(grad, P.transpose(g), rtol)
     vs = [torch.randn(cfg.k, requires_grad=True) for _ in slices]
     grads = torch.autograd.grad(P.forward_blocks(vs, slices), vs, g)
-    for grad, rows in zip(grads, slices):
+    for grad, rows in zip(grads, slices, strict=True):
         assert close(grad, M[rows].T @ g[rows], rtol)
 
 
@@ -172,7 +173,7 @@ def test_per_tensor_sparse_density_and_reach():
                 for rows in row_slices(cfg)]
 
     cfg = config(projection="sparse", fc_widths=[200], d=50)  # tensors of 156,800, 200, 2,000 and 10 weights
-    for (reached, density), (name, shape) in zip(reach(cfg), cfg.parameter_shapes()):
+    for (reached, density), (name, shape) in zip(reach(cfg), cfg.parameter_shapes(), strict=True):
         D_t = math.prod(shape)
         draws = round(D_t ** -0.5 * D_t * cfg.k)
         assert abs(density / (1 - (1 - 1 / (D_t * cfg.k)) ** draws) - 1) < 0.1, (name, density)

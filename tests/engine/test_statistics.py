@@ -129,7 +129,7 @@ def test_column_blocks_follow_the_feature_blocks_of_the_config():
     assert torch.equal(blocks["cos"], p[:, 32:36])
     compared = compare(blocks, None)
     assert all(sum(entry["initial"]["counts"]) == config.D * width
-               for entry, (_, width) in zip(compared.values(), config.feature_blocks()))
+               for entry, (_, width) in zip(compared.values(), config.feature_blocks(), strict=True))
     # a sparse P: the non-zeros of each block's columns
     sparse = (p * (torch.rand(p.shape, generator=torch.Generator().manual_seed(5)) < 0.1)).to_sparse()
     sparse_blocks = column_blocks(sparse, config.feature_blocks())

@@ -29,8 +29,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -99,9 +100,9 @@ class WorkerProcess:
         command = [sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", self.name]
         if queues:
             command += ["--queues", queues]
-        self.log = open(log_path, "ab")
-        self.process = subprocess.Popen(command, env=env, cwd=log_path.parent, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with open(log_path, "ab") as log:   # the child writes to its own copy of the descriptor
+            self.process = subprocess.Popen(command, env=env, cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -112,28 +113,20 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group: main process and pool processes, no cleanup."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(10)
-        self.log.close()
 
     def stop(self, timeout: float = 20) -> int | None:
         """SIGTERM (warm shutdown, as docker stop or `idlab serve` do); SIGKILL what is left after `timeout`."""
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         code = self.process.poll()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)  # pool processes left behind, if any
-        except ProcessLookupError:
-            pass
         self.process.wait(10)
-        self.log.close()
         return code
 
     def output(self) -> str:
@@ -401,10 +394,8 @@ class ApiProcess:
         """SIGKILL of its process group: open connections drop without a goodbye."""
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(10)
 
     def stop(self, timeout: float = 30) -> int | None:

@@ -8,8 +8,17 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.domain import lifecycle
-from backend.domain.models import (CANCELLED, FAILED, RUNNING, Experiment, MetricEnvelope, MetricPoint, Run,
-                            RunArtifact, SearchGroup)
+from backend.domain.models import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    Experiment,
+    MetricEnvelope,
+    MetricPoint,
+    Run,
+    RunArtifact,
+    SearchGroup,
+)
 from backend.domain.points import write_points
 from tests.lab.test_api_runs import SMALL, finish, make_run
 

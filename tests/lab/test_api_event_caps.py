@@ -53,7 +53,8 @@ def test_streams_are_capped_per_client_and_in_all_and_a_closed_one_frees_its_slo
 
         refused = first.get(paths[0])
         assert refused.status_code == 429
-        assert "sse_max_streams_per_client" in refused.json()["detail"] and f"at most {PER_CLIENT}" in refused.json()["detail"]
+        detail = refused.json()["detail"]
+        assert "sse_max_streams_per_client" in detail and f"at most {PER_CLIENT}" in detail
 
         other = streams.enter_context(second.stream("GET", paths[0]))   # another client still may …
         assert other.status_code == 200

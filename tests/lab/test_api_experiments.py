@@ -49,7 +49,7 @@ def test_grid_times_seeds_plus_individual_baselines(client, settings, sessions):
         (a, d, s) for a in ("linear", "power", "rff") for d in (10, 20) for s in (0, 1, 2)}
     assert all(r.config["dataset"] == "synthetic" and r.config["epochs"] == 1 for r in runs)
     assert sorted(r.config["seed"] for r in baselines) == [0, 1, 2]
-    assert all(r.config["method"] == "direct" and r.D == r.d for r in baselines)
+    assert all(r.config["method"] == "direct" and r.d == r.D for r in baselines)
     assert sorted(queued_run_ids(settings)) == sorted(body["run_ids"])
 
 
@@ -179,7 +179,7 @@ def test_summary_groups_by_augmentation_with_d_int90(client, sessions):
     assert all(g["d_int90"] is None and g["d_int90_interval"] is None for g in waiting["groups"])
     assert [p["n"] for p in waiting["groups"][0]["points"]] == [2, 2, 2]          # points already shown
 
-    for run, accuracy in zip([r for r in runs.values() if r.role == "baseline"], [1.0, 0.98]):
+    for run, accuracy in zip([r for r in runs.values() if r.role == "baseline"], [1.0, 0.98], strict=True):
         finish(sessions, run.id, SUCCEEDED, metrics={"test_acc": accuracy})
     summary = client.get(f"/api/experiments/{body['id']}/summary").json()
     assert summary["fields"] == ["augmentation"] and summary["baseline_mode"] == "individual"

@@ -270,7 +270,8 @@ def serve_env(**settings: str) -> dict[str, str]:
 
 def test_serve_refuses_a_non_loopback_address_without_a_token(tmp_path):
     port = free_port()
-    result = subprocess.run([sys.executable, "-m", "idlab.launchers.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
+    result = subprocess.run([sys.executable, "-m", "idlab.launchers.cli", "serve", "--host", "0.0.0.0",
+                             "--port", str(port),
                              "--data-dir", str(tmp_path / "lab")],
                             env=serve_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -294,7 +295,8 @@ def test_serve_on_every_address_with_a_token_answers_to_the_machines_name(tmp_pa
     port = free_port()
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "serve", "--host", "0.0.0.0",
+                                    "--port", str(port),
                                     "--data-dir", str(tmp_path / "lab")],
                                    env=serve_env(IDLAB_API_TOKEN=TOKEN, IDLAB_ALLOWED_HOSTS="lab.example"),
                                    cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -260,7 +260,8 @@ def test_idlab_serve_listens_on_localhost_with_its_hardening_from_the_environmen
                PYTHONUNBUFFERED="1")
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "serve", "--port", str(port),   # no --host
+        process = subprocess.Popen([sys.executable, "-m", "idlab.launchers.cli", "serve",   # no --host
+                                    "--port", str(port),
                                     "--data-dir", str(tmp_path / "lab")],
                                    env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -89,4 +89,5 @@ def test_the_template_refuses_a_source_without_trained_p(client, sessions):
     assert "did not train P" in refusal(trained_p_run(client, sessions, train_p=False))
     assert "queued" in refusal(trained_p_run(client, sessions, status=None))
     assert client.get(f"/api/config/presets/{TEMPLATE}", params={"run_id": 10**6}).status_code == 404
-    assert "not a template" in client.get("/api/config/presets/lam-lee", params={"run_id": 1}).json()["detail"][0]["msg"]
+    refused = client.get("/api/config/presets/lam-lee", params={"run_id": 1})
+    assert "not a template" in refused.json()["detail"][0]["msg"]

@@ -97,7 +97,8 @@ def test_dense_budget_comes_from_the_settings(client, settings):
 
 def test_a_body_that_is_not_a_config_is_422(client):
     assert client.post("/api/runs", json=[1, 2]).status_code == 422
-    assert client.post("/api/runs", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    not_json = client.post("/api/runs", content=b"{not json", headers={"content-type": "application/json"})
+    assert not_json.status_code == 422
 
 
 # ---- reading and listing -------------------------------------------------------------------------
@@ -135,7 +136,8 @@ def test_list_filters_and_paginates(client, sessions):
 
     assert listed(**{"config.projection": "fastfood"}) == sorted([ids[("fastfood", 10)], ids[("fastfood", 20)]])
     assert listed(**{"config.projection": "fastfood", "config.d": "20"}) == [ids[("fastfood", 20)]]
-    assert listed(**{"config.d": ["10", "20"], "config.projection": "dense"}) == sorted([ids[("dense", 10)], ids[("dense", 20)]])
+    assert listed(**{"config.d": ["10", "20"], "config.projection": "dense"}) == sorted(
+        [ids[("dense", 10)], ids[("dense", 20)]])
     assert listed(**{"config.train_p": "false", "config.lr": "0.001"}) == sorted(ids.values())
     assert listed(**{"config.rff_features": "null"}) == sorted(ids.values())
     assert listed(**{"config.d": "30"}) == []
@@ -353,11 +355,13 @@ def test_write_points_upserts_and_gives_changed_points_fresh_ids(client, session
     with sessions() as session:
         write_points(session, run["id"], [("lr", 0, 0, 0.1), ("lr", 1, 0, 0.1), ("lr", 2, 0, float("nan"))])
         session.commit()
-        before = dict(session.execute(select(MetricPoint.step, MetricPoint.id).where(MetricPoint.run_id == run["id"])).all())
+        before = dict(session.execute(
+            select(MetricPoint.step, MetricPoint.id).where(MetricPoint.run_id == run["id"])).all())
         assert sorted(before) == [0, 1]                               # NaN skipped
         write_points(session, run["id"], [("lr", 0, 0, 0.1), ("lr", 1, 1, 0.01), ("lr", 1, 1, 0.02)])
         session.commit()
-        after = {row.step: row for row in session.execute(select(MetricPoint).where(MetricPoint.run_id == run["id"])).scalars()}
+        after = {row.step: row
+                 for row in session.execute(select(MetricPoint).where(MetricPoint.run_id == run["id"])).scalars()}
     assert len(after) == 2
     assert after[0].id == before[0]                                   # unchanged: same id
     assert after[1].value == 0.02 and after[1].epoch == 1             # last one of the batch wins
@@ -398,7 +402,8 @@ def test_distributions(client, sessions):
 
 
 def test_the_backend_never_imports_torch(tmp_path):
-    code = ("import sys, backend.api.app, backend.api.routers.runs, backend.api.routers.experiments, backend.domain.analysis.summary, "
+    code = ("import sys, backend.api.app, backend.api.routers.runs, backend.api.routers.experiments, "
+            "backend.domain.analysis.summary, "
             "backend.api.events, backend.domain.points; backend.api.app.create_app; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = {**os.environ, "PYTHONPATH": str(REPO), "IDLAB_DATA_DIR": str(tmp_path)}

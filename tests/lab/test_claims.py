@@ -70,12 +70,14 @@ def test_an_execution_that_lost_its_run_writes_nothing(sessions):
     run_id = new_run(sessions)
     old = claim(sessions, run_id)
     with sessions() as session:
-        assert lifecycle.write_claimed_points(session, run_id, old, [("train_loss", 1, 0, 2.0), ("train_loss", 2, 0, 1.5)])
+        assert lifecycle.write_claimed_points(session, run_id, old,
+                                              [("train_loss", 1, 0, 2.0), ("train_loss", 2, 0, 1.5)])
     reap_as_if_silent(sessions, run_id, old)
 
     with sessions() as session:
         assert not lifecycle.holds_claim(session, run_id, old)
-        assert not lifecycle.write_claimed_points(session, run_id, old, [("train_loss", 2, 0, 9.0), ("train_loss", 3, 0, 1.0)])
+        assert not lifecycle.write_claimed_points(session, run_id, old,
+                                                  [("train_loss", 2, 0, 9.0), ("train_loss", 3, 0, 1.0)])
         assert not lifecycle.heartbeat(session, run_id, old, {"step": 3})
         assert not lifecycle.finish(session, run_id, old, SUCCEEDED, metrics={"test_acc": 0.9})
         assert not lifecycle.release(session, run_id, old, "shutting down")

@@ -229,7 +229,8 @@ def test_an_event_stream_survives_api_restarts_and_delivers_every_point_once(lab
             else:
                 api.kill()
             down_with = lab.point_count(run_id)
-            wait_for(lambda: lab.point_count(run_id) > down_with, 60, "points written while the API is down")
+            wait_for(lambda down_with=down_with: lab.point_count(run_id) > down_with, 60,
+                     "points written while the API is down")
             api.restart()
             wait_for(streaming_on_a_new_connection, 60, "the client to reconnect and stream again")
         client.join(120)

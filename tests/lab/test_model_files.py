@@ -13,9 +13,15 @@ from fastapi.testclient import TestClient
 
 from backend.api.app import create_app
 from backend.domain.models import Run
+from tests.lab import worker_fixtures
 from tests.lab.lab_processes import TESTCLIENT_HOSTS
-from tests.lab.worker_fixtures import add_run, database, sessions, settings  # noqa: F401 - fixtures
+from tests.lab.worker_fixtures import add_run
 from worker.execution import execute
+
+# The in-process worker fixtures (a migrated SQLite database per module) over tests/lab/conftest.py's.
+database = worker_fixtures.database
+sessions = worker_fixtures.sessions
+settings = worker_fixtures.settings
 
 pytestmark = pytest.mark.timeout(300)
 

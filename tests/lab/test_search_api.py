@@ -92,7 +92,8 @@ def test_a_search_queues_its_first_round_and_the_baselines(client, settings, ses
     baselines = [r for r in runs if r.role == "baseline"]
     assert {(r.config["augmentation"], r.config["d"], r.config["seed"]) for r in members} == {
         (a, 8, s) for a in ("linear", "rff") for s in (0, 1)}
-    assert sorted(r.config["seed"] for r in baselines) == [0, 1] and all(r.config["method"] == "direct" for r in baselines)
+    assert sorted(r.config["seed"] for r in baselines) == [0, 1]
+    assert all(r.config["method"] == "direct" for r in baselines)
     assert sorted(queued_run_ids(settings)) == sorted(body["run_ids"])
     groups = groups_of(sessions, body["id"])
     assert [(g.position, g.grid_values, g.status) for g in groups] == [
@@ -227,7 +228,7 @@ def test_an_individual_baseline_is_waited_for_and_gives_the_threshold(client, se
         search_rounds.advance_after_run(sessions, run.id, settings, celery)
     assert celery.sent == [] and groups_of(sessions, body["id"])[0].rounds[0]["reached"] is None
 
-    for run, value in zip(baselines, (0.96, 0.98)):
+    for run, value in zip(baselines, (0.96, 0.98), strict=True):
         finish(sessions, run.id, SUCCEEDED, metrics={"test_acc": value})
         search_rounds.advance_after_run(sessions, run.id, settings, celery)
     group = groups_of(sessions, body["id"])[0]
@@ -261,10 +262,12 @@ def test_a_failed_run_blocks_its_group_until_retried(client, settings, sessions)
     celery = SentMessages()
     advance(sessions, settings, body["id"], celery)
     linear, rff = groups_of(sessions, body["id"])
-    assert linear.status == "blocked" and linear.reason == f"run #{broken.id} failed: failed on purpose; retry it to go on"
+    assert linear.status == "blocked"
+    assert linear.reason == f"run #{broken.id} failed: failed on purpose; retry it to go on"
     assert len(linear.rounds) == 1 and len(rff.rounds) == 2, "the other group goes on"
     summary = client.get(f"/api/experiments/{body['id']}/summary").json()
-    assert summary["groups"][0]["search"]["status"] == "blocked" and "retry it" in summary["groups"][0]["search"]["reason"]
+    shown = summary["groups"][0]["search"]
+    assert shown["status"] == "blocked" and "retry it" in shown["reason"]
 
     assert client.post(f"/api/runs/{broken.id}/retry").status_code == 200
     with sessions() as session:
@@ -302,8 +305,9 @@ def test_two_advancers_at_once_queue_one_round(client, settings, sessions, datab
     """Two workers finish a round's last runs at the same moment: both find the round complete,
     one of them queues the next round (the experiment row's lock), the other nothing."""
     body = create(client, seeds=[0, 1, 2])
-    from backend.domain.db import make_engine
     from sqlalchemy.orm import sessionmaker
+
+    from backend.domain.db import make_engine
 
     engines = [make_engine(database_url) for _ in range(4)]
     try:
@@ -313,12 +317,12 @@ def test_two_advancers_at_once_queue_one_round(client, settings, sessions, datab
             start = threading.Barrier(len(engines))
             queued: list[list[int]] = []
 
-            def advancer(engine):
+            def advancer(engine, start, queued):
                 with sessionmaker(bind=engine, expire_on_commit=False)() as session:
                     start.wait()
                     queued.append(search_rounds.advance(session, body["id"], settings, SentMessages()))
 
-            threads = [threading.Thread(target=advancer, args=(engine,)) for engine in engines]
+            threads = [threading.Thread(target=advancer, args=(engine, start, queued)) for engine in engines]
             [t.start() for t in threads]
             [t.join(60) for t in threads]
             assert sorted(len(ids) for ids in queued) == [0, 0, 0, 3], queued

@@ -14,8 +14,18 @@ import random
 import pytest
 
 from backend.domain.analysis import intrinsic_dimension
-from backend.domain.analysis.search import (DECIDED, SEARCHING, STOPPED, Parameters, bracket, log_grid, max_rounds_needed,
-                                     next_step, round_outcome, simulate)
+from backend.domain.analysis.search import (
+    DECIDED,
+    SEARCHING,
+    STOPPED,
+    Parameters,
+    bracket,
+    log_grid,
+    max_rounds_needed,
+    next_step,
+    round_outcome,
+    simulate,
+)
 
 
 def logistic(d0: float, slope: float, floor: float = 0.1, top: float = 0.98):
@@ -72,7 +82,8 @@ def test_the_search_lands_within_its_tolerance_with_fewer_evaluations_than_a_gri
 def test_the_log_grid_of_the_same_resolution_runs_from_d_start_to_d_max_in_steps_of_1_plus_tolerance():
     grid = log_grid(Parameters(d_start=8, tolerance=0.1, d_max=100_000))
     assert grid[0] == 8 and grid[-1] == 100_000
-    assert all((b + 0.5) / (a - 0.5) > 1.1 - 1e-9 >= (b - 0.5) / (a + 0.5) for a, b in zip(grid, grid[1:-1]) if a > 20)
+    assert all((b + 0.5) / (a - 0.5) > 1.1 - 1e-9 >= (b - 0.5) / (a + 0.5)
+               for a, b in zip(grid, grid[1:-1], strict=False) if a > 20)
     assert 90 <= len(grid) <= 100          # ⌈ln(12,500) / ln 1.1⌉ + 1 = 100, fewer once rounded to integers
 
 
@@ -138,7 +149,7 @@ def test_each_next_d_lies_inside_the_bracket_so_the_bracket_only_narrows():
         parameters = Parameters(d_start=rng.choice([1, 2, 8, 50]), tolerance=rng.choice([0.02, 0.1, 0.5]),
                                 d_max=rng.choice([100, 5000, 100_000]), max_rounds=60)
         flips = {}
-        step, rounds = simulate(parameters, lambda d: flips.setdefault(d, rng.random()), threshold=0.5)
+        step, rounds = simulate(parameters, lambda d, flips=flips: flips.setdefault(d, rng.random()), threshold=0.5)
         outcomes = []
         for d, _, reached in rounds:
             lo, hi = bracket(outcomes)

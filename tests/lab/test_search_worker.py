@@ -21,8 +21,16 @@ from sqlalchemy import select
 
 from backend.api.app import create_app
 from backend.domain.models import SUCCEEDED, Run
-from tests.lab.lab_processes import (REDIS_URL, Lab, create_database, drop_database, flush_redis, postgres_reachable,
-                                     redis_reachable, wait_for)
+from tests.lab.lab_processes import (
+    REDIS_URL,
+    Lab,
+    create_database,
+    drop_database,
+    flush_redis,
+    postgres_reachable,
+    redis_reachable,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -89,7 +97,7 @@ def test_a_search_runs_its_rounds_on_real_workers_and_finds_d_int90(mode, tmp_pa
     assert len(rounds) >= 3 and len(runs) == len(SEEDS) * (len(rounds) + 1)
     assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
     baselines = [run for run in runs.values() if run.role == "baseline"]
-    for before, after in zip(rounds, rounds[1:]):
+    for before, after in zip(rounds, rounds[1:], strict=False):
         done = max(runs[i].finished_at for i in before["run_ids"] + [b.id for b in baselines])
         assert all(runs[i].created_at >= done for i in after["run_ids"])
         assert len(after["run_ids"]) == len(SEEDS) and {runs[i].config["seed"] for i in after["run_ids"]} == set(SEEDS)

@@ -97,7 +97,8 @@ def test_workers_with_skewed_clocks_take_over_no_healthy_run(lab):
         assert worker.alive() and "stopped heartbeating" not in worker.output(), worker.output()[-3000:]
     # Both say they are alive (as they do between reaper passes) on the database's clock, not their own.
     for worker in (behind, ahead):
-        wait_for(lambda: age_of(lab, worker.name, "last_seen") < 3, 10, f"{worker.name}'s last_seen to be current")
+        wait_for(lambda worker=worker: age_of(lab, worker.name, "last_seen") < 3, 10,
+                 f"{worker.name}'s last_seen to be current")
         assert age_of(lab, worker.name, "started_at") < 300
 
 

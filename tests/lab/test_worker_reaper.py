@@ -9,9 +9,15 @@ import sys
 from backend.domain import lifecycle
 from backend.domain.models import utcnow
 from backend.domain.queue import TRAIN_TASK
+from tests.lab import worker_fixtures
 from tests.lab.conftest import REPO
-from tests.lab.worker_fixtures import SentMessages, add_run, add_worker, database, reload, sessions, settings  # noqa: F401
+from tests.lab.worker_fixtures import SentMessages, add_run, add_worker, reload
 from worker.reaper import reap, resend_handed_back
+
+# The in-process worker fixtures (a migrated SQLite database per module) over tests/lab/conftest.py's.
+database = worker_fixtures.database
+sessions = worker_fixtures.sessions
+settings = worker_fixtures.settings
 
 STALE = 120  # seconds without a heartbeat: past the fixture's stale_after_seconds (60)
 
@@ -145,7 +151,8 @@ def test_importing_the_backend_creates_nothing_on_disk(tmp_path):
 
 
 def test_a_stuck_queue_does_not_starve_the_lost_runs_of_an_idle_one(sessions, settings):
-    """More lost-looking runs than one batch wait for the busy gpu queue; the idle cpu worker's lost run is still sent."""
+    """More lost-looking runs than one batch wait for the busy gpu queue; the idle cpu worker's lost run is
+    still sent."""
     from worker.reaper import RESEND_BATCH
 
     for _ in range(RESEND_BATCH + 5):

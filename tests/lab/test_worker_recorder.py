@@ -11,9 +11,14 @@ from sqlalchemy import func, select
 
 from backend.domain import lifecycle
 from backend.domain.models import MetricPoint, Run
-from tests.lab.worker_fixtures import add_run, database, sessions  # noqa: F401
+from tests.lab import worker_fixtures
+from tests.lab.worker_fixtures import add_run
 from worker.recorder import BATCH_POINTS, CANCEL, CHECK_SECONDS, FLUSH_SECONDS, LOST, SHUTDOWN, RunRecorder
 from worker.subspace.training import MetricPoint as Point
+
+# The in-process worker fixtures (a migrated SQLite database per module) over tests/lab/conftest.py's.
+database = worker_fixtures.database
+sessions = worker_fixtures.sessions
 
 
 class Clock:

@@ -4,6 +4,7 @@ everything, and even SIGKILL of serve leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,10 +23,8 @@ def children(pid: int) -> list[int]:
     """Direct children of `pid` (Linux /proc)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 
@@ -62,10 +61,11 @@ class Serve:
                    IDLAB_TORCH_THREADS="1", PYTHONUNBUFFERED="1")
         env["IDLAB_DATASET_MIRRORS"] = os.environ["IDLAB_DATASET_MIRRORS"]   # tests/conftest.py's: never outside
         self.log_path = data_dir / "serve.log"
-        self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "idlab.launchers.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
-            env=env, cwd=data_dir, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_path, "ab") as log:   # the child writes to its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "idlab.launchers.cli", "serve", "--port", str(self.port),
+                 "--data-dir", str(data_dir)],
+                env=env, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def get(self, path: str):
         try:
@@ -85,12 +85,9 @@ class Serve:
 
     def close(self) -> None:
         for pid in [self.process.pid, *descendants(self.process.pid)]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(10)
-        self.log.close()
 
 
 @pytest.fixture

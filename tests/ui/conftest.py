@@ -60,10 +60,11 @@ class Lab:
                if k not in ("IDLAB_DATABASE_URL", "IDLAB_BROKER_URL", "IDLAB_API_TOKEN")}
         # Progress in the runs table comes with heartbeats: send them often.
         env.update({"IDLAB_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1", **overrides})
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "idlab.launchers.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port)],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_path, "wb") as log:   # the child writes to its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "idlab.launchers.cli", "serve", "--data-dir", str(data_dir),
+                 "--port", str(self.port)],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     @property
@@ -71,7 +72,6 @@ class Lab:
         return f"sqlite:///{(self.data_dir / 'idlab.db').resolve()}"
 
     def output(self) -> str:
-        self.log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def wait_ready(self) -> None:
@@ -113,7 +113,6 @@ class Lab:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,8 @@ def test_submit_an_experiment_through_the_form(page, lab, screenshots):
     page.check("[data-field=d] .sweep input")
     page.fill("#f-d", "4, 8, 16")
     page.check("[data-field=augmentation] .sweep input")
-    page.locator("[data-field=augmentation] .choices label").filter(has_text=re.compile(r"^rff$")).locator("input").check()
+    rff = page.locator("[data-field=augmentation] .choices label").filter(has_text=re.compile(r"^rff$"))
+    rff.locator("input").check()
     page.fill("#f-seeds", "0")
     page.select_option("#f-baseline", "individual")
     page.wait_for_function("() => document.querySelector('[data-preview=runs]').textContent.startsWith('7 runs')")
@@ -372,7 +373,8 @@ def insert_timing_data(lab) -> int:
                 run.started_at = now - timedelta(seconds=1 + i * 53 % 500)   # all different, too
                 accuracy = 0.5 + (i * 37 % 500) / 1000               # all different; the best is an old run
                 run.progress = {"step": 160, "epoch": 10, "train_loss": 0.5, "train_acc": 0.8, "test_acc": accuracy}
-                run.final_metrics = {"test_acc": accuracy, "train_acc": 0.8, "train_loss": 0.5, "steps": 160, "epochs": 10}
+                run.final_metrics = {"test_acc": accuracy, "train_acc": 0.8, "train_loss": 0.5, "steps": 160,
+                                     "epochs": 10}
                 runs.append(run)
             session.add_all(runs)
             session.commit()
@@ -381,9 +383,11 @@ def insert_timing_data(lab) -> int:
             points = []
             for step in range(1, steps + 1):
                 loss = 2.3 * math.exp(-step / 20_000) + 0.05 * math.sin(step / 50) + (1.5 if step % 9973 == 0 else 0)
-                points += [("train_loss", step, step // 1000 + 1, loss), ("train_acc", step, step // 1000 + 1, 1 - loss / 2.5)]
+                points += [("train_loss", step, step // 1000 + 1, loss),
+                           ("train_acc", step, step // 1000 + 1, 1 - loss / 2.5)]
                 if step % 1000 == 0:
-                    points += [("test_loss", step, step // 1000, loss * 1.1), ("test_acc", step, step // 1000, 1 - loss / 2.4)]
+                    points += [("test_loss", step, step // 1000, loss * 1.1),
+                               ("test_acc", step, step // 1000, 1 - loss / 2.4)]
             for i in range(0, len(points), 20_000):
                 write_points(session, big.id, points[i:i + 20_000])
             session.commit()
@@ -422,39 +426,9 @@ def test_load_timing_500_runs_and_a_100k_point_chart(playwright, browser, lab, s
     """
     stop_unfinished_runs(lab)
     big_run = insert_timing_data(lab)
-    timings = {}
+    timings = {**runs_table_timings(browser, lab, big_run), **direct_chart_timings(browser, lab, big_run)}
 
-    def fresh_page():
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        return context, context.new_page()
-
-    context, page = fresh_page()
-    page.goto(f"{lab.url}/#/runs?limit=500")
-    handle = page.wait_for_function("() => document.querySelectorAll('table.runs tbody tr').length >= 500"
-                                    " && performance.now()", timeout=60_000)
-    timings["runs_table_500_rows_ms"] = round(handle.json_value())
-    timings["runs_table_500_rows_render_ms"] = round(page.evaluate(
-        "Math.max(...performance.getEntriesByName('idlab:runs-table-render').map((e) => e.duration))"))
-    shot(page, "runs-500")
-    # Opened from the table, as a researcher does: plotly.js was loaded while the table sat idle.
-    page.wait_for_function("() => !!window.Plotly", timeout=60_000)
-    page.locator(f"tr[data-run-id='{big_run}'] td[data-col=id] a").click()
-    started = page.evaluate("performance.now()")
-    handle = page.wait_for_function(CHART_READY, timeout=60_000)
-    timings["run_chart_100k_from_table_ms"] = round(handle.json_value() - started)
-    context.close()
-
-    context, page = fresh_page()
-    page.goto(f"{lab.url}/#/runs/{big_run}")
-    handle = page.wait_for_function(CHART_READY, timeout=60_000)
-    timings["run_chart_100k_direct_url_ms"] = round(handle.json_value())
-    timings["run_chart_points_in_series"] = page.evaluate(
-        "document.querySelector('[data-chart=loss]').parentElement.parentElement.querySelector('.panel-head .muted').textContent")
-    timings["run_chart_points_drawn"] = sum(trace_lengths(page, "[data-chart=loss]")) + sum(trace_lengths(page, "[data-chart=acc]"))
-    shot(page, "run-100k")
-    context.close()
-
-    context, page = fresh_page()
+    context, page = fresh_page(browser)
     page.goto(f"{lab.url}/style.css")
     timings["plotly_js_load_and_startup_ms"] = round(page.evaluate(PLOTLY_ALONE))
     context.close()
@@ -479,6 +453,49 @@ def test_load_timing_500_runs_and_a_100k_point_chart(playwright, browser, lab, s
     (REPO / "artifacts").mkdir(exist_ok=True)
     (REPO / "artifacts" / "ui-timings.json").write_text(json.dumps(timings, indent=2))
     print(f"\nUI load timings: {json.dumps(timings)}")
+
+
+def fresh_page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    return context, context.new_page()
+
+
+def runs_table_timings(browser, lab, big_run: int) -> dict:
+    """The 500-row runs table, cold; then the big run opened from it, plotly.js preloaded meanwhile."""
+    timings = {}
+    context, page = fresh_page(browser)
+    page.goto(f"{lab.url}/#/runs?limit=500")
+    handle = page.wait_for_function("() => document.querySelectorAll('table.runs tbody tr').length >= 500"
+                                    " && performance.now()", timeout=60_000)
+    timings["runs_table_500_rows_ms"] = round(handle.json_value())
+    timings["runs_table_500_rows_render_ms"] = round(page.evaluate(
+        "Math.max(...performance.getEntriesByName('idlab:runs-table-render').map((e) => e.duration))"))
+    shot(page, "runs-500")
+    # Opened from the table, as a researcher does: plotly.js was loaded while the table sat idle.
+    page.wait_for_function("() => !!window.Plotly", timeout=60_000)
+    page.locator(f"tr[data-run-id='{big_run}'] td[data-col=id] a").click()
+    started = page.evaluate("performance.now()")
+    handle = page.wait_for_function(CHART_READY, timeout=60_000)
+    timings["run_chart_100k_from_table_ms"] = round(handle.json_value() - started)
+    context.close()
+    return timings
+
+
+def direct_chart_timings(browser, lab, big_run: int) -> dict:
+    """The big run's page loaded cold by its URL: until its chart shows, and how many points it draws."""
+    timings = {}
+    context, page = fresh_page(browser)
+    page.goto(f"{lab.url}/#/runs/{big_run}")
+    handle = page.wait_for_function(CHART_READY, timeout=60_000)
+    timings["run_chart_100k_direct_url_ms"] = round(handle.json_value())
+    timings["run_chart_points_in_series"] = page.evaluate(
+        "document.querySelector('[data-chart=loss]').parentElement.parentElement"
+        ".querySelector('.panel-head .muted').textContent")
+    timings["run_chart_points_drawn"] = (sum(trace_lengths(page, "[data-chart=loss]"))
+                                         + sum(trace_lengths(page, "[data-chart=acc]")))
+    shot(page, "run-100k")
+    context.close()
+    return timings
 
 
 def test_a_column_sorts_every_run_not_only_the_page_shown(page, lab, screenshots):

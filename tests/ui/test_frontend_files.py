@@ -71,7 +71,8 @@ MAX_FUNCTION_LINES = 120
 FUNCTION_START = re.compile(
     r"(?:\bfunction\s*\*?\s*(?P<declared>[\w$]+)\s*\("
     r"|\b(?:const|let|var)\s+(?P<assigned>[\w$]+)\s*=\s*(?:async\s+)?(?:\([^()]*(?:\([^()]*\)[^()]*)*\)|[\w$]+)\s*=>\s*(?=\{)"
-    r"|^[ \t]*(?:static\s+)?(?:async\s+)?(?:get\s+|set\s+)?(?P<method>[\w$]+)\s*\([^()]*(?:\([^()]*\)[^()]*)*\)\s*(?=\{))",
+    r"|^[ \t]*(?:static\s+)?(?:async\s+)?(?:get\s+|set\s+)?"
+    r"(?P<method>[\w$]+)\s*\([^()]*(?:\([^()]*\)[^()]*)*\)\s*(?=\{))",
     re.M)
 NOT_METHODS = {"if", "for", "while", "switch", "catch", "function", "return", "with"}
 #: After one of these (or at the start), a "/" begins a regular expression, not a division.
@@ -115,7 +116,8 @@ def blank_non_code(source: str) -> str:
             blank(i + 1, j); i = j + 1; last = c; continue
         if c == "`":
             stack.append("template"); i += 1; continue
-        if c == "/" and (last in REGEX_BEFORE or re.search(r"\b(return|typeof|case|of|in)\s*$", source[max(0, i - 12):i])):
+        if c == "/" and (last in REGEX_BEFORE
+                         or re.search(r"\b(return|typeof|case|of|in)\s*$", source[max(0, i - 12):i])):
             j, in_class = i + 1, False
             while j < n and source[j] != "\n" and (in_class or source[j] != "/"):
                 if source[j] == "\\":

@@ -24,6 +24,35 @@ def shot(page, name: str) -> None:
 
 
 def test_a_search_from_the_form_to_its_rounds_and_bracket(page, lab, screenshots):
+    fill_the_search_form(page, lab)
+    page.click("[data-action=submit]")
+    page.wait_for_url(re.compile(r"#/experiments/\d+$"))
+    experiment_id = int(page.url.rsplit("/", 1)[1])
+    experiment = lab.get(f"/api/experiments/{experiment_id}")
+    assert experiment["kind"] == "search" and experiment["search"] == {
+        "d_start": 512, "tolerance": 0.5, "d_max": 4096, "max_rounds": 8}
+    assert "d" not in experiment["base"] and experiment["grid"] == {}
+    page.wait_for_selector("[data-section=search] [data-search-status]")
+
+    def ended():
+        group = lab.get(f"/api/experiments/{experiment_id}/summary")["groups"][0]
+        return group if group["search"]["status"] != "searching" else None
+    group = lab.wait(ended, 240, "the search to end", interval=1)
+    assert group["search"]["status"] == "decided", group["search"]
+    assert_the_page_shows_the_search(page, group)
+    shot(page, "search-experiment")
+
+    # Cloned into the form, it is a search again, with its parameters.
+    page.click("a:has-text('Clone into form')")
+    page.wait_for_selector("#f-d-mode")
+    page.wait_for_function("() => document.querySelector('#f-d-mode').value === 'search'")
+    assert {name: page.input_value(f"#f-search-{name}") for name in SEARCH} == SEARCH
+    assert page.locator("[data-field=d]").is_hidden()
+
+
+def fill_the_search_form(page, lab) -> None:
+    """The new-experiment form set to a search: the d field gives way to its parameters, a d_max below
+    d_start is refused beside them (and nothing is created), then the good parameters."""
     page.goto(f"{lab.url}/#/new")
     page.wait_for_selector("#f-d-mode")
     page.fill("#f-name", "ui: search")
@@ -51,26 +80,14 @@ def test_a_search_from_the_form_to_its_rounds_and_bracket(page, lab, screenshots
     page.fill("#f-search-d_max", SEARCH["d_max"])
     shot(page, "new-search-experiment")
 
-    page.click("[data-action=submit]")
-    page.wait_for_url(re.compile(r"#/experiments/\d+$"))
-    experiment_id = int(page.url.rsplit("/", 1)[1])
-    experiment = lab.get(f"/api/experiments/{experiment_id}")
-    assert experiment["kind"] == "search" and experiment["search"] == {
-        "d_start": 512, "tolerance": 0.5, "d_max": 4096, "max_rounds": 8}
-    assert "d" not in experiment["base"] and experiment["grid"] == {}
-    page.wait_for_selector("[data-section=search] [data-search-status]")
 
-    def ended():
-        group = lab.get(f"/api/experiments/{experiment_id}/summary")["groups"][0]
-        return group if group["search"]["status"] != "searching" else None
-    group = lab.wait(ended, 240, "the search to end", interval=1)
+def assert_the_page_shows_the_search(page, group: dict) -> None:
+    """Every round with its d and mean accuracy, the bracket, d_int90 with its interval, and both charts."""
     search = group["search"]
-    assert search["status"] == "decided", search
     rounds = search["rounds"]
-
-    # The page follows: every round with its d and mean accuracy, the bracket, d_int90 with its interval.
     page.wait_for_selector("[data-search-status=decided]", timeout=30_000)
-    page.wait_for_function(f"() => document.querySelectorAll('[data-section=search] tr[data-round]').length === {len(rounds)}")
+    page.wait_for_function("() => document.querySelectorAll('[data-section=search] tr[data-round]').length === "
+                           f"{len(rounds)}")
     cells = page.locator("[data-section=search] tr[data-round]")
     for i, r in enumerate(rounds):
         row = cells.nth(i)
@@ -90,11 +107,3 @@ def test_a_search_from_the_form_to_its_rounds_and_bracket(page, lab, screenshots
     page.wait_for_function("() => { const gd = document.querySelector('[data-chart=accuracy-vs-d]');"
                            f" return gd && gd.data && gd.data.some((t) => t.x.length === {len(rounds)}); }}")
     assert "Search for d: from d = 512" in page.locator("[data-kind=search]").inner_text()
-    shot(page, "search-experiment")
-
-    # Cloned into the form, it is a search again, with its parameters.
-    page.click("a:has-text('Clone into form')")
-    page.wait_for_selector("#f-d-mode")
-    page.wait_for_function("() => document.querySelector('#f-d-mode').value === 'search'")
-    assert {name: page.input_value(f"#f-search-{name}") for name in SEARCH} == SEARCH
-    assert page.locator("[data-field=d]").is_hidden()

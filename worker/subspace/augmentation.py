@@ -57,7 +57,8 @@ class Augmentation(nn.Module):
 
     def forward(self, theta_d: Tensor) -> Tensor:
         """φ(θ_d) as a (T, k) tensor: T = 1 unless one B per weight tensor."""
-        features = [theta_d] + [coef * theta_d**order for order, coef in zip(self.power_orders, self.power_coefs)]
+        powers = zip(self.power_orders, self.power_coefs, strict=True)
+        features = [theta_d] + [coef * theta_d**order for order, coef in powers]
         shared = torch.cat(features) if len(features) > 1 else theta_d
         if not self.uses_rff:
             return shared.unsqueeze(0)

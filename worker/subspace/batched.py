@@ -93,9 +93,20 @@ from worker.subspace.data import Splits
 from worker.subspace.network import build_network
 from worker.subspace.stacked import StackedNetworks
 from worker.subspace.statistics import compare
-from worker.subspace.training import (EVAL_BATCH, LR_REDUCTION, Callback, MetricPoint, PhaseCallback, RunResult,
-                                      _no_improvement, make_optimizer, model_file, projection_blocks, resolve_device,
-                                      rff_blocks)
+from worker.subspace.training import (
+    EVAL_BATCH,
+    LR_REDUCTION,
+    Callback,
+    MetricPoint,
+    PhaseCallback,
+    RunResult,
+    _no_improvement,
+    make_optimizer,
+    model_file,
+    projection_blocks,
+    resolve_device,
+    rff_blocks,
+)
 
 #: Told a run's RunResult when it leaves the batch.
 ResultCallback = Callable[[RunResult], None]
@@ -158,9 +169,9 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
     callbacks, from_run_stats, on_phase: one per run (or None), each exactly what `training.train`
     takes for that run. on_result: one per run (or None), called with the run's RunResult as soon as
     it leaves the batch (succeeded, cancelled, diverged), while the others train on — a worker records
-    a run's end when it happens, not when its slowest batchmate ends. forward: how the K networks are evaluated — "explicit" batched products
-    (fc), "vmap" over functional_call (any model), "auto" (explicit for fc). Raises
-    `BatchIncompatible` or `BatchSetupError` before anything trains.
+    a run's end when it happens, not when its slowest batchmate ends. forward: how the K networks are
+    evaluated — "explicit" batched products (fc), "vmap" over functional_call (any model), "auto"
+    (explicit for fc). Raises `BatchIncompatible` or `BatchSetupError` before anything trains.
     """
     configs = list(configs)
     compatible(configs)
@@ -263,11 +274,11 @@ def _evaluate(stack: StackedNetworks, runs: list[_Run], rows: list[int], test_x:
         correct += (logits.argmax(-1) == target).sum(1)
         go_on = [not run.callback([]) for run in runs]
         if not all(go_on):
-            for run, keep in zip(runs, go_on):
+            for run, keep in zip(runs, go_on, strict=True):
                 if not keep:
                     run.finish("cancelled")
             keep = torch.tensor(go_on, device=test_x.device)
-            runs = [run for run, kept in zip(runs, go_on) if kept]
+            runs = [run for run, kept in zip(runs, go_on, strict=True) if kept]
             theta_D, loss_sum, correct = theta_D[keep], loss_sum[keep], correct[keep]
             if not runs:
                 return

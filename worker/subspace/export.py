@@ -5,7 +5,8 @@
 θ_0, P and φ's random matrices are drawn from the run's seed (`network.SubspaceNetwork`), so a
 run is fully described by its config and what training changed: θ_d, and P or B where they were
 trained. For MNIST-FC (D = 199,210) at d = 750 that is 750 floats (3 KB) plus the config and a
-probe (a file of 4.8 KB), against 797 KB for θ_D itself — the description length that d_int90 bounds (Li et al. 2018, §5).
+probe (a file of 4.8 KB), against 797 KB for θ_D itself — the description length that d_int90 bounds
+(Li et al. 2018, §5).
 
 File (format 1): the line `idlab-subspace-model`, one line of JSON (the header), then the
 tensors' float32 bytes, little-endian, in the header's order. The header holds
@@ -92,7 +93,8 @@ def export_bytes(config: RunConfig, network: SubspaceNetwork, metrics: dict | No
                              f"over the {MAX_TRAINED_BYTES / 2**20:,.0f} MiB a model file may hold")
     payload = b"".join(t.numpy().astype("<f4").tobytes() for t in tensors.values())
     header = {"format": FORMAT, "torch": torch.__version__, "config": config.model_dump(mode="json"),
-              "from_run_stats": from_run_stats, "tensors": [{"name": n, "shape": list(t.shape)} for n, t in tensors.items()],
+              "from_run_stats": from_run_stats,
+              "tensors": [{"name": n, "shape": list(t.shape)} for n, t in tensors.items()],
               "probe": probe(network), "metrics": _plain_metrics(metrics or {})}
     header["sha256"] = _digest(header, payload)
     return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
@@ -113,7 +115,8 @@ def read_header(data: bytes) -> tuple[dict, bytes]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else None
         raise ModelFileError(f"model file format {found!r}, but this lab reads format {FORMAT}: evaluate it with "
-                             f"the lab version that wrote it (torch {header.get('torch', '?')}), or export the run again")
+                             f"the lab version that wrote it (torch {header.get('torch', '?')}), or export the run "
+                             "again")
     payload = data[line_end + 1:]
     stated = header.pop("sha256", None)
     if stated != _digest(header, payload):
@@ -169,7 +172,8 @@ def read(path: str | Path) -> bytes:
 def _check_probe(exported: dict, rebuilt: dict) -> None:
     for part, what in (("theta_0", "θ_0 (its initialisation)"), ("theta_D", "θ_D (P, φ or the trained tensors)")):
         a, b = torch.tensor(exported[part]), torch.tensor(rebuilt[part])
-        if a.shape != b.shape or not torch.allclose(a, b, rtol=PROBE_TOLERANCE, atol=PROBE_TOLERANCE * a.abs().max().item()):
+        tolerance = PROBE_TOLERANCE * a.abs().max().item()
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=PROBE_TOLERANCE, atol=tolerance):
             raise ModelFileError(f"rebuilt from its seed, {what} differs from the exported network: this engine draws "
                                  "it differently than the one that exported the file; evaluate it with that version, "
                                  "or train the run again here")

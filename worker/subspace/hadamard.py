@@ -52,7 +52,7 @@ def _fwht(x: Tensor) -> Tensor:
     """x·H_L over the last axis, as r Kronecker-factor products (see the module docstring)."""
     L = x.shape[-1]
     p = L.bit_length() - 1
-    if L < 1 or L != 1 << p:
+    if L < 1 or 1 << p != L:
         raise ValueError(f"fwht needs the last axis to be a power of two, got {L}")
     if L == 1:
         return x.clone()

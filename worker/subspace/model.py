@@ -48,7 +48,7 @@ class FullyConnected(nn.Module):
     def __init__(self, input_shape: tuple[int, int, int], widths: list[int], classes: int):
         super().__init__()
         sizes = [math.prod(input_shape), *widths, classes]
-        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -153,7 +153,7 @@ def parameter_views(theta: torch.Tensor, shapes: ParameterShapes) -> dict[str, t
     sizes = [math.prod(shape) for _, shape in shapes]
     if theta.dim() != 1 or theta.numel() != sum(sizes):
         raise ValueError(f"θ_D must be a vector of length D = {sum(sizes)}, got shape {tuple(theta.shape)}")
-    return {name: block.view(shape) for (name, shape), block in zip(shapes, theta.split(sizes))}
+    return {name: block.view(shape) for (name, shape), block in zip(shapes, theta.split(sizes), strict=True)}
 
 
 @torch.no_grad()

@@ -48,8 +48,8 @@ class _FlatNetwork(nn.Module):
         self.shapes = config.parameter_shapes()
         self.rows = row_slices(config)
         # The rows the L2 penalty covers: all of θ_D, or the kernels only (Li et al.).
-        self.penalized_rows = ([slice(0, config.D)] if config.weight_decay_scope == "all" else
-                               [rows for (name, _), rows in zip(self.shapes, self.rows) if is_kernel(name)])
+        kernel_rows = [rows for (name, _), rows in zip(self.shapes, self.rows, strict=True) if is_kernel(name)]
+        self.penalized_rows = [slice(0, config.D)] if config.weight_decay_scope == "all" else kernel_rows
         # Not registered as a submodule: its own (meta) weights are never used or trained.
         self._skeleton = (build_model(config).to("meta"),)
 

@@ -69,7 +69,7 @@ class Projection(nn.Module):
 
         Generic: T full products. Dense, sparse and fastfood override it with row-sliced ones.
         """
-        return torch.cat([self(v)[..., rows] for v, rows in zip(vs, row_slices)], -1)
+        return torch.cat([self(v)[..., rows] for v, rows in zip(vs, row_slices, strict=True)], -1)
 
     def transpose(self, u: Tensor) -> Tensor:
         """Pᵀ·u: (D,) → (k,)."""
@@ -104,7 +104,7 @@ class DenseProjection(Projection):
         return self.P @ v
 
     def forward_blocks(self, vs: list[Tensor], row_slices: list[slice]) -> Tensor:
-        return torch.cat([self.P[rows] @ v for v, rows in zip(vs, row_slices)])
+        return torch.cat([self.P[rows] @ v for v, rows in zip(vs, row_slices, strict=True)])
 
     def transpose(self, u: Tensor) -> Tensor:
         return self.P.T @ u
@@ -281,15 +281,16 @@ class FastfoodProjection(Projection):
 
     def forward_blocks(self, vs: list[Tensor], row_slices: list[slice]) -> Tensor:
         if self.c is None:
-            return torch.cat([self._rows(v, rows) for v, rows in zip(vs, row_slices)], -1)
+            return torch.cat([self._rows(v, rows) for v, rows in zip(vs, row_slices, strict=True)], -1)
         if row_slices != self.row_slices:
             return super().forward_blocks(vs, row_slices)
-        return torch.cat([self._rows(c * v, rows) for c, v, rows in zip(self.c, vs, row_slices)], -1)
+        return torch.cat([self._rows(c * v, rows) for c, v, rows in zip(self.c, vs, row_slices, strict=True)], -1)
 
     def transpose(self, u: Tensor) -> Tensor:
         if self.c is None:
             return self._transpose_rows(u, slice(0, self.D))
-        return sum(c * self._transpose_rows(u[..., rows], rows) for c, rows in zip(self.c, self.row_slices))
+        return sum(c * self._transpose_rows(u[..., rows], rows)
+                   for c, rows in zip(self.c, self.row_slices, strict=True))
 
     def materialize(self) -> Tensor:
         with torch.no_grad():  # column j is P·e_j: all k columns as one batch
@@ -419,7 +420,8 @@ def _draw(p_init: str, s: float, shape: tuple[int, ...], generator: torch.Genera
 
 
 def _from_run(config: RunConfig, stats: dict[str, dict], cols: Tensor, generator: torch.Generator) -> Tensor:
-    """Entries in columns `cols` drawn from N(μ_b, σ_b²) of their column block b (μ_b = 0 unless from_run_mean is "trained")."""
+    """Entries in columns `cols` drawn from N(μ_b, σ_b²) of their column block b (μ_b = 0 unless
+    from_run_mean is "trained")."""
     mean, std = [], []
     for name, width in config.feature_blocks():
         if name not in stats:

@@ -142,8 +142,8 @@ class StackedNetworks:
         """Σ_{t penalised} ‖Θ_D[i, rows_t]‖² for every i: (K,)."""
         if all(self.penalized):
             return theta_D.square().sum(-1)
-        return sum(W.square().sum(-1) for W, penalized in zip(theta_D.split(self.sizes, -1), self.penalized)
-                   if penalized)
+        blocks = zip(theta_D.split(self.sizes, -1), self.penalized, strict=True)
+        return sum(W.square().sum(-1) for W, penalized in blocks if penalized)
 
     # ---- f(x; Θ_D) ------------------------------------------------------------------------
 

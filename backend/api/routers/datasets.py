@@ -30,7 +30,8 @@ def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
             continue
         missing = entry.missing(settings.data_dir)
         answers.append(DatasetOut(
-            name=name, state="missing" if missing else "present", folder=str(entry.directory(settings.data_dir).resolve()),
+            name=name, state="missing" if missing else "present",
+            folder=str(entry.directory(settings.data_dir).resolve()),
             missing_files=missing, download_on_first_use=bool(missing) and settings.allow_download,
             download_bytes=entry.served_bytes, mirrors=mirror_bases(name, settings.dataset_mirrors)))
     return answers

@@ -42,7 +42,8 @@ def _database(session, settings: Settings) -> tuple[Check, list[WorkerOut]]:
     # last_seen is on the database's clock (worker.presence): judged by it, not by this machine's.
     cutoff = database_now(session) - timedelta(seconds=settings.stale_after_seconds)
     workers = [WorkerOut(name=w.name, hostname=w.hostname, device=w.device, queues=list(w.queues or []),
-                         current_run_id=w.current_run_id, current_batch=w.current_batch, started_at=w.started_at, last_seen=w.last_seen,
+                         current_run_id=w.current_run_id, current_batch=w.current_batch, started_at=w.started_at,
+                         last_seen=w.last_seen,
                          alive=w.last_seen >= cutoff) for w in rows]
     return Check(ok=True), workers
 
@@ -57,7 +58,8 @@ def _broker(settings: Settings, celery) -> Check:
     try:
         with Connection(settings.broker, connect_timeout=BROKER_TIMEOUT_SECONDS,
                         transport_options=dict(celery.conf.broker_transport_options or {})) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS)
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
+                                         timeout=BROKER_TIMEOUT_SECONDS)
             where = connection.as_uri()   # the password masked
     except Exception as exc:  # noqa: BLE001 - any transport error means "unreachable"
         return Check(ok=False, detail=f"{type(exc).__name__}: {str(exc)[:200]}")

@@ -43,7 +43,7 @@ class Idempotent:
 
     @classmethod
     def of(cls, session: Session, settings: Settings, key: str | None, endpoint: str,
-           *request: Any) -> "Idempotent | None":
+           *request: Any) -> Idempotent | None:
         """None without a key; 422 naming the header when the key is malformed."""
         if key is None:
             return None

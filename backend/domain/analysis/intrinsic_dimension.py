@@ -116,14 +116,7 @@ def d_int90(
       docstring), an end None where it is +∞; None when there is no data, no d with two
       runs, or n_bootstrap = 0. Deterministic for a given `seed`.
     """
-    if not math.isfinite(baseline):
-        raise ValueError(f"baseline must be a finite accuracy, got {baseline!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    if n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be ≥ 0, got {n_bootstrap!r}")
-    _check_method(method)
-
+    _check_arguments(baseline, n_bootstrap, confidence, method)
     threshold = fraction * baseline
     grid, runs_per_d = _runs_per_d(results)
     points = _points(grid, runs_per_d)
@@ -154,6 +147,16 @@ def d_int90(
         lo, hi = percentile_interval(interpolated_crossing(grid, replicates, threshold), confidence)
         report["d_int90_interval"] = [_finite_or_none(lo), _finite_or_none(hi)]
     return report
+
+
+def _check_arguments(baseline: float, n_bootstrap: int, confidence: float, method: str) -> None:
+    if not math.isfinite(baseline):
+        raise ValueError(f"baseline must be a finite accuracy, got {baseline!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be ≥ 0, got {n_bootstrap!r}")
+    _check_method(method)
 
 
 # ---- the estimator, vectorised over any leading axes (replicates, simulated experiments) -----
@@ -259,7 +262,7 @@ def _points(grid: np.ndarray, runs_per_d: list[np.ndarray]) -> list[dict]:
             "std": float(runs.std(ddof=1)) if len(runs) > 1 else 0.0,
             "n": len(runs),
         }
-        for d, runs in zip(grid, runs_per_d)
+        for d, runs in zip(grid, runs_per_d, strict=True)
     ]
 
 

@@ -108,9 +108,13 @@ def next_step(parameters: Parameters, outcomes: Sequence[tuple[int, bool]]) -> S
         return Step(SEARCHING, p.d_start, None, None, None)
     lo, hi = bracket(outcomes)
     if narrow_enough(lo, hi, p.tolerance):
-        return Step(DECIDED, None, lo, hi, f"d_int90 lies in ({_show(lo, 0)}, {hi}]: "
-                                           + ("hi = 1" if lo is None else f"hi / lo = {hi / lo:.3g} ≤ 1 + {p.tolerance:g}"
-                                              if hi - lo > 1 else "no integer d lies between"))
+        if lo is None:
+            why = "hi = 1"
+        elif hi - lo > 1:
+            why = f"hi / lo = {hi / lo:.3g} ≤ 1 + {p.tolerance:g}"
+        else:
+            why = "no integer d lies between"
+        return Step(DECIDED, None, lo, hi, f"d_int90 lies in ({_show(lo, 0)}, {hi}]: {why}")
     if hi is None and lo >= p.d_max:
         return Step(STOPPED, None, lo, hi, f"the threshold was not reached up to d_max = {p.d_max}")
     if len(outcomes) >= p.max_rounds:
