@@ -44,6 +44,7 @@ It never imports torch or the lab's server code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -119,7 +120,8 @@ class LabValidationError(LabError, ValueError):
 
     def __init__(self, what: str, errors: list[dict], status_code: int | None = None, detail: Any = None) -> None:
         self.errors = errors
-        source = f"the lab refused {what} ({status_code})" if status_code else f"invalid {what} (checked before sending)"
+        source = (f"the lab refused {what} ({status_code})" if status_code
+                  else f"invalid {what} (checked before sending)")
         lines = [f"  {e['field']}: {e['message']}{_shown_input(e.get('input'))}" for e in errors]
         super().__init__("\n".join([f"{source}:", *lines]), status_code, detail)
 
@@ -388,7 +390,7 @@ class Lab:
         body = self._get(f"/runs/{_id(run)}/metrics", keys=",".join(keys) if keys else None, max_points=max_points,
                          x_min=x_min, x_max=x_max, method=method)
         rows = [(step, key, value, epoch) for key, series in body["series"].items()
-                for step, value, epoch in zip(series["steps"], series["values"], series["epochs"])]
+                for step, value, epoch in zip(series["steps"], series["values"], series["epochs"], strict=True)]
         frame = pd.DataFrame(rows, columns=["step", "key", "value", "epoch"])
         frame = frame.astype({"step": "int64", "key": "object", "value": "float64", "epoch": "int64"})
         frame.attrs.update(run_id=body["run_id"], last_event_id=body["last_event_id"],
@@ -525,10 +527,8 @@ class Lab:
         cancelled = []
         for run in self.experiment(experiment)["runs"]:
             if run["status"] not in FINISHED:
-                try:
+                with contextlib.suppress(LabConflict):   # it finished meanwhile
                     cancelled.append(self.cancel(run["id"]))
-                except LabConflict:
-                    pass  # it finished meanwhile
         return cancelled
 
     def delete_experiment(self, experiment: int | Mapping) -> None:
