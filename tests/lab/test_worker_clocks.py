@@ -31,6 +31,9 @@ LIBFAKETIME = next((path for path in (Path("/usr/lib/x86_64-linux-gnu/faketime/l
                                       Path("/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"),
                                       Path("/usr/lib/faketime/libfaketime.so.1")) if path.exists()), None)
 SKEW_SECONDS = 600
+#: Staleness here: still 60 times shorter than the skew, and long enough that a heartbeat thread
+#: delayed by a busy 2-core machine does not pass for a vanished worker.
+STALE_SECONDS = 10
 
 
 def skewed(env: dict, seconds: int) -> dict:
@@ -59,7 +62,7 @@ def lab(tmp_path):
 
 
 def start(lab, name: str, seconds: int, queues: str) -> WorkerProcess:
-    env = skewed(lab.env(), seconds)
+    env = skewed({**lab.env(), "IDLAB_STALE_AFTER_SECONDS": str(STALE_SECONDS)}, seconds)
     assert abs(clock_offset(env) - seconds) < 30, "libfaketime did not shift the clock"
     worker = WorkerProcess(f"{name}-{abs(seconds)}", env, lab.data_dir / f"{name}.log", queues)
     lab.workers.append(worker)
@@ -74,16 +77,17 @@ def test_workers_with_skewed_clocks_take_over_no_healthy_run(lab):
         lab.wait_until_registered(worker)
     run_id = lab.create_run(**LONG)
 
+    settings = lab.settings.model_copy(update={"stale_after_seconds": STALE_SECONDS})
     reaper = SentMessages()
     beats, deadline = 0, time.monotonic() + 180
     while (run := lab.run(run_id)).status not in (SUCCEEDED, "failed", "cancelled", "diverged"):
         assert run.status != "queued" or run.attempt == 0, f"the run was taken over: {lab.describe(run_id)}"
         with lab.sessions() as session:   # a reaper on the true clock, in this process
-            summary = reap(session, lab.settings, reaper)
+            summary = reap(session, settings, reaper)
             now = lifecycle.database_now(session)
         assert not summary, f"the reaper took over a healthy run: {summary}"
         if run.status == RUNNING and run.heartbeat_at is not None:
-            assert abs((now - run.heartbeat_at).total_seconds()) < lab.settings.stale_after_seconds, \
+            assert abs((now - run.heartbeat_at).total_seconds()) < settings.stale_after_seconds, \
                 "a heartbeat was not stamped by the database's clock"
             beats += 1
         assert time.monotonic() < deadline, f"the run did not finish: {lab.describe(run_id)}"
