@@ -44,21 +44,26 @@ def fresh_url(request, tmp_path) -> str:
         admin.dispose()
 
 
+def store_an_experiment_with_a_run_and_a_point(engine) -> None:
+    """Rows in the three tables a table rebuild could cascade through, in SQL any revision accepts."""
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
+                                "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
+        connection.execute(text(
+            "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
+            "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
+            "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
+        connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
+                                "VALUES (1, 'train_loss', 0, 0, 1.5)"))
+
+
 def test_the_migration_keeps_what_is_stored_and_nothing_is_archived(fresh_url):
     """0004 → 0005 on a database holding an experiment, a run and its points: nothing is lost (on SQLite
     a table rebuilt with its foreign keys on would cascade-delete the points), and nothing reads archived."""
     migrate.upgrade(fresh_url, "0004")
     engine = make_engine(fresh_url, pooled=False)
     try:
-        with engine.begin() as connection:
-            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
-                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text(
-                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
-                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
-                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
-                                    "VALUES (1, 'train_loss', 0, 0, 1.5)"))
+        store_an_experiment_with_a_run_and_a_point(engine)
         migrate.upgrade(fresh_url)
         with Session(engine) as session:
             run = session.get(Run, 1)
@@ -89,15 +94,7 @@ def test_every_downgrade_keeps_the_runs_and_their_points(fresh_url):
     migrate.upgrade(fresh_url, "0003")
     engine = make_engine(fresh_url, pooled=False)
     try:
-        with engine.begin() as connection:
-            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
-                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text(
-                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
-                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
-                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
-                                    "VALUES (1, 'train_loss', 0, 0, 1.5)"))
+        store_an_experiment_with_a_run_and_a_point(engine)
         migrate.upgrade(fresh_url)
         for revision in STEPS_DOWN:
             command.downgrade(migrate.alembic_config(fresh_url), revision)
