@@ -3,6 +3,7 @@
 //   #/runs/<id>                                                         one run
 //   #/experiments                                                       the experiments
 //   #/experiments/<id>                                                  one experiment
+//   #/compare?runs=<id>,<id>,…                                          runs side by side (any experiments)
 //   #/new[?clone_run=<id>|clone_experiment=<id>]                        a new experiment
 
 import { api, getToken, setToken } from "./api.js";
@@ -13,6 +14,7 @@ import { renderRunsPage } from "./runs.js";
 import { renderRunPage } from "./run.js";
 import { renderExperimentsPage } from "./experiments.js";
 import { renderExperimentPage } from "./experiment.js";
+import { renderComparePage } from "./compare.js";
 import { renderNewPage } from "./new.js";
 import { loadStatuses } from "./statuses.js";
 
@@ -22,6 +24,7 @@ const routes = [
   [/^\/experiments\/(\d+)$/, (m, q, root) => renderExperimentPage(root, Number(m[1]), q), "experiments"],
   [/^\/experiments\/?$/, (m, q, root) => renderExperimentsPage(root, q), "experiments"],
   [/^\/new\/?$/, (m, q, root) => renderNewPage(root, q), "new"],
+  [/^\/compare\/?$/, (m, q, root) => renderComparePage(root, q), "runs"],
 ];
 
 let cleanup = null;

@@ -35,8 +35,11 @@ function statsLine(block) {
   return `n ${fmtInt(i.n)} · mean ${pair("mean")} · std ${pair("std")} · |x| ${pair("abs_mean")}`;
 }
 
-/** One block's histogram: { cell, div, draw() } (draw once the cell is in the page). */
-export function histogramCell(title, block, filename) {
+/**
+ * One block's histogram: { cell, div, draw() } (draw once the cell is in the page).
+ * `xRange`: a fixed x range, so that several runs' histograms of one block compare (the compare page).
+ */
+export function histogramCell(title, block, filename, { xRange = null } = {}) {
   const div = h("div.chart.small");
   const cell = h("div.hist-cell", { dataset: { block: title } },
     h("h3", title, h("span", block.trained ? "initial vs trained" : "initial")),
@@ -44,7 +47,7 @@ export function histogramCell(title, block, filename) {
   const draw = () => react(div, histogramTraces(block), layout({
     barmode: "overlay", bargap: 0, showlegend: true, margin: { l: 46, r: 8, t: 8, b: 30 },
     legend: { orientation: "h", x: 1, xanchor: "right", y: 1, yanchor: "top", bgcolor: "rgba(255,255,255,0.7)" },
-    xaxis: { title: { text: "" } }, yaxis: { title: { text: "" } },
+    xaxis: { title: { text: "" }, ...(xRange ? { range: xRange } : {}) }, yaxis: { title: { text: "" } },
   }), plotConfig(filename));
   return { cell, div, draw };
 }
