@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.ui.conftest import VIEWPORT
-from tests.ui.test_browser import FINISHED, TINY, open_app, shot
+from tests.ui.test_browser import FINISHED, LONG, TINY, open_app, shot
 
 QUICK = dict(TINY, d=8, epochs=1)
 MISSING_RUN = 999_999
@@ -172,3 +172,18 @@ def test_compare_from_an_experiments_runs_table(page, lab, compared):
     page.wait_for_function("(ids) => location.hash === `#/compare?runs=${ids}`", arg=ids)
     page.wait_for_selector("[data-section=compare-curves][data-loaded=true]")
     assert page.evaluate("document.querySelector('[data-chart=compare-curves]').data.length") == 2
+
+
+def test_a_running_run_is_badged_and_re_read_until_it_ends(page, lab, compared):
+    running = lab.post("/api/runs", LONG)
+    try:
+        lab.wait(lambda: lab.get(f"/api/runs/{running['id']}")["status"] == "running", 180, "the long run to start")
+        open_app(page, lab, f"/compare?runs={compared[0]['id']},{running['id']}")
+        head = f"[data-table=metrics] thead th[data-run-id='{running['id']}'] .chip"
+        page.wait_for_selector(f"{head}.st-running")
+        page.wait_for_selector("[data-section=compare-distributions][data-loaded=true]")
+        waiting = page.locator(f".compare-dist[data-run-id='{running['id']}'][data-state=missing]")
+        assert "recorded when the run finishes" in waiting.inner_text()
+    finally:
+        lab.http.post(f"/api/runs/{running['id']}/cancel")
+    page.wait_for_selector(f"{head}.st-cancelled", timeout=60_000)          # re-read, no reload
