@@ -16,6 +16,9 @@
     lab.export(sweep)       # one row per run: config.<field>, final.<metric>
     lab.runs(experiment_id=sweep["id"], status="failed")
     lab.archive(sweep)      # hidden from the lists (lab.runs(archived="all") shows it); lab.unarchive(sweep)
+    lab.tag(run, "baseline", "paper:fig-3")        # runs and experiments alike; lab.untag(run, "baseline")
+    lab.set_notes(sweep, "lr 1e-3 diverged at d=50")
+    lab.runs(tag=["paper:fig-3"])                  # the runs holding every tag given (in any case)
     lab.delete_experiment(sweep)                   # with its runs, their points and artifacts
 
     # Let the lab search d_int90 per augmentation instead of sweeping a grid of d:
@@ -49,6 +52,7 @@ import math
 import os
 import sys
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -347,17 +351,20 @@ class Lab:
 
     def runs(self, *, status: str | Iterable[str] | None = None, experiment_id: int | None = None,
              role: str | None = None, config: Mapping[str, Any] | None = None, limit: int | None = None,
-             sort: str = "-id", archived: bool | str = False) -> pandas.DataFrame:
+             sort: str = "-id", archived: bool | str = False, tag: str | Iterable[str] | None = None
+             ) -> pandas.DataFrame:
         """Runs as a DataFrame, newest first, one row per run: run_id, experiment_id, role, status, …,
         `config.<field>` for every run-config field and `final.<metric>` for every final metric
         (the columns of `export`). `config={"projection": "fastfood", "d": [750, 1000]}` filters on
         config fields (a list means any of them); `limit` caps the rows (all by default); `sort` orders
         them across all pages, as the API does (`"-metrics.test_acc"`, `"config.d"`, `"status"`, …).
         Archived runs, and the runs of archived experiments, are left out unless `archived` is True (only
-        them) or "all"."""
+        them) or "all". `tag` keeps the runs holding that tag, or every one of a list of them (in any case);
+        the `tags` column lists each run's."""
         pd = _pandas()
         params: list[tuple[str, Any]] = [("sort", sort), ("archived", _archived(archived))]
         params += [("status", s) for s in ([status] if isinstance(status, str) else status or [])]
+        params += [("tag", t) for t in _listed(tag)]
         if experiment_id is not None:
             params.append(("experiment_id", experiment_id))
         if role is not None:
@@ -447,15 +454,18 @@ class Lab:
         """An experiment: its request as stored, run counts per status, and its runs (id, status, role)."""
         return self._get(f"/experiments/{_id(experiment)}")
 
-    def experiments(self, limit: int | None = None, archived: bool | str = False) -> pandas.DataFrame:
+    def experiments(self, limit: int | None = None, archived: bool | str = False,
+                    tag: str | Iterable[str] | None = None) -> pandas.DataFrame:
         """Experiments, newest first: experiment_id, name, created_at, run_count, a column per run status
-        present, base, grid, seeds, baseline (mode), archived. Archived experiments are left out unless
-        `archived` is True (only them) or "all"."""
+        present, base, grid, seeds, baseline (mode), archived, tags. Archived experiments are left out unless
+        `archived` is True (only them) or "all"; `tag` keeps those holding it (or every one of a list)."""
         pd = _pandas()
         items: list[dict] = []
         while limit is None or len(items) < limit:
             size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(items))
-            page = self._get("/experiments", limit=size, offset=len(items), archived=_archived(archived))
+            params = [("limit", size), ("offset", len(items)), ("archived", _archived(archived)),
+                      *(("tag", t) for t in _listed(tag))]
+            page = self.request("GET", "/experiments", params=params).json()
             items += page["items"]
             if not page["items"] or len(items) >= page["total"]:
                 break
@@ -463,10 +473,10 @@ class Lab:
         rows = [{"experiment_id": e["id"], "name": e["name"], "created_at": e["created_at"],
                  "run_count": e["run_count"], **{s: e["counts"].get(s, 0) for s in statuses},
                  "base": e["base"], "grid": e["grid"], "seeds": e["seeds"], "baseline": e["baseline"]["mode"],
-                 "archived": e.get("archived", False)}
+                 "archived": e.get("archived", False), "tags": e.get("tags", [])}
                 for e in items]
         columns = ["experiment_id", "name", "created_at", "run_count", *statuses, "base", "grid", "seeds", "baseline",
-                   "archived"]
+                   "archived", "tags"]
         return _parse_times(pd.DataFrame(rows, columns=columns))
 
     def summary(self, experiment: int | Mapping, raw: bool = False) -> pandas.DataFrame | dict:
@@ -556,6 +566,51 @@ class Lab:
                             "bare id use archive_run(id) or archive_experiment(id) (archived=False to unarchive)")
         method = self.archive_experiment if kind == "experiment" else self.archive_run
         return method(target["id"], archived)
+
+    # ---- tags and notes -------------------------------------------------------------------------
+
+    def tag(self, target: Mapping, *tags: str) -> dict:
+        """Add tags to a run or an experiment, as the lab returned it (`lab.tag(lab.run(7), "baseline")`); a
+        tag it has already (in any case) is left as it is. Returns it as it now stands.
+
+        A tag is 1 to 40 characters: letters, digits, spaces and _ . : - / (the lab says what to fix)."""
+        path, answer = self._tags_path(target, "tag"), dict(target)
+        for tag in tags:
+            answer = self.request("POST", path, json={"tag": tag}, what=f"the tag {tag!r}").json()
+        return answer
+
+    def untag(self, target: Mapping, *tags: str) -> dict:
+        """Remove tags (in any case) from a run or an experiment, as the lab returned it; one it does not
+        have is no error. Returns it as it now stands."""
+        path, answer = self._tags_path(target, "untag"), dict(target)
+        for tag in tags:
+            answer = self.request("DELETE", f"{path}/{urllib.parse.quote(tag, safe='')}",
+                                  what=f"the tag {tag!r}").json()
+        return answer
+
+    def set_tags(self, target: Mapping, tags: Iterable[str]) -> dict:
+        """Replace the tags of a run or an experiment (as the lab returned it) with `tags` ([] removes them)."""
+        path = self._tags_path(target, "set_tags").removesuffix("/tags")
+        return self.request("PATCH", path, json={"tags": list(tags)}, what="the tags").json()
+
+    def set_notes(self, target: Mapping, notes: str) -> dict:
+        """Replace the notes of a run or an experiment (as the lab returned it); "" clears them. Free text of
+        at most 10,000 characters."""
+        path = self._tags_path(target, "set_notes").removesuffix("/tags")
+        return self.request("PATCH", path, json={"notes": notes}, what="the notes").json()
+
+    def tags(self, prefix: str = "") -> pandas.DataFrame:
+        """The tags in use, the most used first: tag, runs, experiments (how many hold it); `prefix` keeps
+        those starting with it (in any case)."""
+        items = self._get("/tags", prefix=prefix or None)["items"]
+        return _pandas().DataFrame(items, columns=["tag", "runs", "experiments"])
+
+    def _tags_path(self, target: Any, method: str) -> str:
+        kind = _kind(target)
+        if kind is None:
+            raise TypeError(f"{method}() takes a run or an experiment as the lab returned it (a dict), not "
+                            f"{target!r}: for an id, pass lab.run(id) or lab.experiment(id)")
+        return f"/{kind}s/{_id(target)}/tags"
 
     # ---- waiting ----------------------------------------------------------------------------------
 
@@ -649,7 +704,8 @@ class _Deadline:
 #: The run columns of runs(), in the order of the API's export (backend.domain.analysis.export.RUN_COLUMNS), plus
 #: what only a live run has.
 RUN_COLUMNS = ("run_id", "experiment_id", "role", "status", "attempt", "D", "k", "d", "created_at", "started_at",
-               "finished_at", "duration_seconds", "error", "queued_at", "heartbeat_at", "worker", "cancel_requested")
+               "finished_at", "duration_seconds", "error", "queued_at", "heartbeat_at", "worker", "cancel_requested",
+               "tags")
 
 
 def _run_row(run: dict) -> dict:
@@ -683,6 +739,11 @@ def _kind(target: Any) -> str | None:
         if "config" in target and "status" in target:
             return "run"
     return None
+
+
+def _listed(value: str | Iterable[str] | None) -> list[str]:
+    """One value or several as a list ("a" is one tag, not three letters)."""
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def _archived(value: bool | str) -> str:

@@ -72,8 +72,12 @@ class Experiment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Hidden from the lists (its runs too) unless asked for; nothing else changes.
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Free text a researcher keeps with it (backend.domain.tags.clean_notes), shown as text, never as HTML.
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     runs: Mapped[list[Run]] = relationship(back_populates="experiment", order_by="Run.id")
+    tag_rows: Mapped[list[ExperimentTag]] = relationship(order_by="ExperimentTag.tag_key",
+                                                         cascade="all, delete-orphan", passive_deletes=True)
     search_groups: Mapped[list[SearchGroup]] = relationship(order_by="SearchGroup.position",
                                                               cascade="all, delete-orphan")
 
@@ -135,8 +139,40 @@ class Run(Base):
     batch_id: Mapped[str | None] = mapped_column(String(32), index=True)
     # Hidden from the runs list unless asked for (as are the runs of an archived experiment).
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Free text a researcher keeps with it (backend.domain.tags.clean_notes), shown as text, never as HTML.
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     experiment: Mapped[Experiment | None] = relationship(back_populates="runs")
+    tag_rows: Mapped[list[RunTag]] = relationship(order_by="RunTag.tag_key", cascade="all, delete-orphan",
+                                                  passive_deletes=True)
+
+
+class RunTag(Base):
+    """One tag of one run. Tags are rows, not a JSON list, so that `?tag=` is an indexed EXISTS on SQLite
+    and Postgres alike and a run's tags go with it (ON DELETE CASCADE); see migration 0006.
+    `tag` is the spelling given, `tag_key` its lower case: filters and uniqueness compare the key."""
+
+    __tablename__ = "run_tags"
+    __table_args__ = (UniqueConstraint("run_id", "tag_key", name="uq_run_tags_run_id_tag_key"),
+                      Index("ix_run_tags_tag_key_run_id", "tag_key", "run_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigId, ForeignKey("runs.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(40))
+    tag_key: Mapped[str] = mapped_column(String(40))
+
+
+class ExperimentTag(Base):
+    """One tag of one experiment (as RunTag)."""
+
+    __tablename__ = "experiment_tags"
+    __table_args__ = (UniqueConstraint("experiment_id", "tag_key", name="uq_experiment_tags_experiment_id_tag_key"),
+                      Index("ix_experiment_tags_tag_key_experiment_id", "tag_key", "experiment_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(BigId, ForeignKey("experiments.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(40))
+    tag_key: Mapped[str] = mapped_column(String(40))
 
 
 class MetricPoint(Base):

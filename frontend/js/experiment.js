@@ -18,6 +18,7 @@ import { experimentHead } from "./panels/experiment-head.js";
 import { pDistributionsPanel } from "./panels/p-distributions.js";
 import { RunTable } from "./panels/runs-table.js";
 import { searchRoundsPanel } from "./panels/search-rounds.js";
+import { tagsNotesPanel } from "./panels/tags-notes.js";
 import { isFinished } from "./statuses.js";
 
 const POLL_MS = 3000;           // only when the event stream cannot be had
@@ -72,6 +73,7 @@ class ExperimentView {
     const selection = new Set();
     const id = experiment.id;
     this.head = experimentHead(experiment, { onCancelled: () => this.refresh(true) });
+    this.tagsNotes = tagsNotesPanel(experiment, { kind: "experiments" });
     this.accuracy = accuracyPanel(id);
     this.search = experiment.kind === "search" ? searchRoundsPanel(id) : null;
     this.dint90 = dint90TablePanel();
@@ -83,7 +85,7 @@ class ExperimentView {
       selection, onSelection: () => { this.userSelected = true; this.overlay.redraw(); },
     });
     this.schedule = redrawScheduler((what) => (this.closed ? null : what === "all" ? this.refresh(true) : this.overlay.redraw()));
-    root.append(...this.head.nodes, this.accuracy.node, ...(this.search ? [this.search.node] : []), this.dint90.node,
+    root.append(...this.head.nodes, this.tagsNotes.node, this.accuracy.node, ...(this.search ? [this.search.node] : []), this.dint90.node,
       h("div.grid2", this.overlay.node, this.distributions.node), h("div.panel", h("div.panel-head", h("h2", "Runs")), this.table.node));
   }
 
@@ -108,6 +110,7 @@ class ExperimentView {
     if (this.closed) return;
     for (const run of this.experiment.runs || []) this.drawnStatus.set(run.id, run.status);
     this.head.update(this.experiment);
+    this.tagsNotes.update(this.experiment);
     const key = JSON.stringify(this.experiment.counts || {});
     const running = (this.experiment.runs || []).some((r) => r.status === "running");
     if (force || key !== this.countsKey) {

@@ -14,6 +14,7 @@ import { ConvergencePanel, MAX_POINTS } from "./panels/run-convergence.js";
 import { RunDistributionsPanel } from "./panels/run-distributions.js";
 import { runHead } from "./panels/run-head.js";
 import { configPanel, timingsPanel } from "./panels/run-tables.js";
+import { tagsNotesPanel } from "./panels/tags-notes.js";
 import { runConfigSchema } from "./schema.js";
 import { isFinished } from "./statuses.js";
 
@@ -29,6 +30,7 @@ class RunView {
       hasTrainedP: () => Object.values(this.distributions.data?.P || {}).some((b) => b.trained),
       pollSeconds: POLL_MS / 1000,
     });
+    this.tagsNotes = tagsNotesPanel(run, { kind: "runs", onChange: (updated) => this.paint(updated) });
     this.batch = batchLine();
     this.alerts = runAlerts();
     this.cards = runCards();
@@ -36,14 +38,14 @@ class RunView {
     this.config = configPanel(schema);
     this.timings = timingsPanel();
     this.distributions = new RunDistributionsPanel();
-    root.append(this.head.node, this.batch.node, ...this.alerts.nodes, this.cards.node, this.convergence.node,
+    root.append(this.head.node, this.batch.node, ...this.alerts.nodes, this.tagsNotes.node, this.cards.node, this.convergence.node,
       h("div.grid2", this.config.node, this.timings.node), this.distributions.node);
   }
 
   /** Show the run with what changed (a status event carries part of it). */
   paint(changes) {
     this.run = { ...this.run, ...changes };
-    for (const panel of [this.cards, this.alerts, this.timings, this.batch]) panel.update(this.run);
+    for (const panel of [this.cards, this.alerts, this.timings, this.batch, this.tagsNotes]) panel.update(this.run);
     this.head.update(this.run, this.live?.state);
   }
 

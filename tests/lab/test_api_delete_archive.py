@@ -243,7 +243,7 @@ def test_archiving_an_experiment_hides_it_and_its_runs(client):
 
 def test_archive_requests_are_checked(client, sessions):
     run = make_run(client)["id"]
-    for body, words in [({}, "Field required"), ({"archived": "yes"}, "valid boolean"),
+    for body, words in [({}, "at least one of archived, tags, notes"), ({"archived": "yes"}, "valid boolean"),
                         ({"archived": 1}, "valid boolean"), ({"archived": True, "status": "succeeded"}, "Extra")]:
         response = client.patch(f"/api/runs/{run}", json=body)
         assert response.status_code == 422, (body, response.text)

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from backend.domain import migrate
 from backend.domain.db import make_engine
-from backend.domain.models import Base, IdempotencyKey, MetricPoint, Run
+from backend.domain.models import Base, Experiment, ExperimentTag, IdempotencyKey, MetricPoint, Run, RunTag
 from tests.lab.conftest import POSTGRES_SERVER
 
 #: The revisions whose downgrade runs here (before them, migrations are the initial schema).
-STEPS_DOWN = ("0004", "0003")
+STEPS_DOWN = ("0005", "0004", "0003")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -75,6 +75,36 @@ def test_the_migration_keeps_what_is_stored_and_nothing_is_archived(fresh_url):
         with Session(engine) as session:
             assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
             assert session.get(Run, 1).archived is False
+    finally:
+        engine.dispose()
+
+
+def test_the_tags_migration_keeps_what_is_stored_and_gives_nothing_tags_or_notes(fresh_url):
+    """0005 → 0006 → 0005 → 0006 on a database holding an experiment, a run and its points: nothing is lost
+    either way (on SQLite a rebuilt runs table would cascade-delete the points), the rows read no tags and
+    empty notes, and tags given after the upgrade go with the downgrade, the runs staying."""
+    migrate.upgrade(fresh_url, "0005")
+    engine = make_engine(fresh_url, pooled=False)
+    try:
+        store_an_experiment_with_a_run_and_a_point(engine)
+        migrate.upgrade(fresh_url, "0006")
+        with Session(engine) as session:
+            run = session.get(Run, 1)
+            assert (run.notes, run.tag_rows, run.experiment.notes, run.experiment.tag_rows) == ("", [], "", [])
+            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
+            run.tag_rows.append(RunTag(tag="Kept", tag_key="kept"))
+            run.experiment.tag_rows.append(ExperimentTag(tag="sweep", tag_key="sweep"))
+            run.notes = "notes"
+            session.commit()
+        command.downgrade(migrate.alembic_config(fresh_url), "0005")
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT count(*) FROM metric_points")) == 1
+            assert connection.scalar(text("SELECT count(*) FROM runs")) == 1
+            assert connection.scalar(text("SELECT count(*) FROM experiments")) == 1
+        migrate.upgrade(fresh_url, "0006")
+        with Session(engine) as session:
+            assert session.get(Run, 1).tag_rows == [] and session.get(Experiment, 1).notes == ""
+            assert session.scalar(select(func.count()).select_from(MetricPoint)) == 1
     finally:
         engine.dispose()
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sse_starlette import EventSourceResponse
 
 from backend.api.auth import WRITE
@@ -20,6 +20,7 @@ from backend.api.errors import reject
 from backend.api.events import event_stream, experiment_events
 from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
 from backend.api.routers.runs import active_references, enqueue, reference_refusal
+from backend.api.routers.tags import TagFilter, add_tag, checked_tag_filter, commit_tags, remove_tag
 from backend.api.schemas.common import MAX_ID
 from backend.api.schemas.experiments import (
     ExperimentCreate,
@@ -30,8 +31,9 @@ from backend.api.schemas.experiments import (
     RunBrief,
     SummaryOut,
 )
-from backend.api.schemas.runs import ArchivedFilter, ArchivedPatch
-from backend.domain import lifecycle, search_rounds
+from backend.api.schemas.runs import ArchivedFilter
+from backend.api.schemas.tags import ObjectPatch, TagIn
+from backend.domain import lifecycle, search_rounds, tags
 from backend.domain.analysis import export
 from backend.domain.analysis.summary import summarize
 from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
@@ -102,7 +104,8 @@ def describe(experiment: Experiment, counts: dict[str, int]) -> dict:
             "search": experiment.search, "created_at": experiment.created_at,
             "base": experiment.base_config, "grid": experiment.grid, "seeds": experiment.seeds,
             "baseline": experiment.baseline or {"mode": None, "value": None},
-            "run_count": sum(counts.values()), "counts": counts, "archived": bool(experiment.archived)}
+            "run_count": sum(counts.values()), "counts": counts, "archived": bool(experiment.archived),
+            "tags": tags.tags_of(experiment), "notes": experiment.notes or ""}
 
 
 @router.post("", status_code=201, response_model=ExperimentCreated, dependencies=WRITE, summary="Launch a sweep",
@@ -165,12 +168,15 @@ def list_experiments(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     archived: Annotated[ArchivedFilter, Query(description=(
         "false: hide archived experiments (the default); true: only those; all: every experiment."))] = "false",
+    tag: TagFilter = None,
 ) -> dict:
-    """Experiments, newest first, each with its number of runs per status."""
+    """Experiments, newest first, each with its number of runs per status. `tag=…` (repeat) keeps those
+    holding all of these tags."""
     conditions = [] if archived == "all" else [Experiment.archived.is_(archived == "true")]
+    conditions += tags.experiment_tag_conditions(checked_tag_filter(tag))
     total = session.scalar(select(func.count()).select_from(Experiment).where(*conditions))
     experiments = session.scalars(select(Experiment).where(*conditions).order_by(Experiment.id.desc())
-                                  .limit(limit).offset(offset)).all()
+                                  .limit(limit).offset(offset).options(selectinload(Experiment.tag_rows))).all()
     counts = status_counts(session, [e.id for e in experiments])
     return {"items": [describe(e, counts[e.id]) for e in experiments], "total": total, "limit": limit, "offset": offset}
 
@@ -186,13 +192,34 @@ def read_experiment(experiment_id: ExperimentId, session: SessionDep) -> dict:
 
 
 @router.patch("/{experiment_id}", response_model=ExperimentOut, dependencies=WRITE,
-              summary="Archive or unarchive an experiment")
-def update_experiment(experiment_id: ExperimentId, patch: ArchivedPatch, session: SessionDep) -> dict:
+              summary="Archive or unarchive an experiment, set its tags or notes",
+              responses={409: {"description": "Its tags were changed by another request meanwhile: try again."}})
+def update_experiment(experiment_id: ExperimentId, patch: ObjectPatch, session: SessionDep) -> dict:
     """`{"archived": true}` hides the experiment from the experiments list and its runs from the runs
-    list (`archived=true|all` shows them); nothing is deleted, and its runs go on if they were running."""
+    list (`archived=true|all` shows them); nothing is deleted, and its runs go on if they were running.
+    `{"tags": [...]}` replaces its tags, `{"notes": "..."}` its notes (its runs keep theirs); fields left
+    out stay as they are."""
     experiment = get_experiment(session, experiment_id)
-    experiment.archived = patch.archived
-    session.commit()
+    patch.apply_to(experiment)
+    commit_tags(session, experiment)
+    return describe(experiment, status_counts(session, [experiment_id])[experiment_id])
+
+
+@router.post("/{experiment_id}/tags", response_model=ExperimentOut, dependencies=WRITE, summary="Tag an experiment",
+             responses={422: {"description": "Not a tag, or the experiment holds the most tags already."}})
+def tag_experiment(experiment_id: ExperimentId, body: TagIn, session: SessionDep) -> dict:
+    """Add one tag to the experiment (not to its runs); one it has already, in any case, is left as it is."""
+    experiment = get_experiment(session, experiment_id)
+    add_tag(session, experiment, body.tag)
+    return describe(experiment, status_counts(session, [experiment_id])[experiment_id])
+
+
+@router.delete("/{experiment_id}/tags/{tag:path}", response_model=ExperimentOut, dependencies=WRITE,
+               summary="Untag an experiment")
+def untag_experiment(experiment_id: ExperimentId, tag: str, session: SessionDep) -> dict:
+    """Remove one tag, in any case (an experiment without it is left as it is). URL-encode the tag."""
+    experiment = get_experiment(session, experiment_id)
+    remove_tag(session, experiment, tag)
     return describe(experiment, status_counts(session, [experiment_id])[experiment_id])
 
 

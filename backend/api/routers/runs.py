@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sse_starlette import EventSourceResponse
 
 from backend.api.auth import WRITE
@@ -19,12 +19,12 @@ from backend.api.deps import CeleryDep, SessionDep, SettingsDep
 from backend.api.errors import reject
 from backend.api.events import event_stream, run_events
 from backend.api.routers.replay import IdempotencyKeyHeader, Idempotent, commit
+from backend.api.routers.tags import TagFilter, add_tag, checked_tag_filter, commit_tags, remove_tag
 from backend.api.run_filters import archived_condition, checked_config_fields, config_conditions
 from backend.api.run_sorts import sort_order
 from backend.api.schemas.common import MAX_ID, RunConfigJSON
 from backend.api.schemas.runs import (
     ArchivedFilter,
-    ArchivedPatch,
     DistributionsOut,
     MetricsOut,
     RunOut,
@@ -33,7 +33,8 @@ from backend.api.schemas.runs import (
     RunStatus,
     SeriesOut,
 )
-from backend.domain import lifecycle, points
+from backend.api.schemas.tags import ObjectPatch, TagIn
+from backend.domain import lifecycle, points, tags
 from backend.domain.analysis.downsample import downsample
 from backend.domain.models import FINISHED, MODEL_ARTIFACT, QUEUED, RUNNING, STATISTICS_ARTIFACT, Run, RunArtifact
 from backend.domain.queue import enqueue_run
@@ -163,10 +164,13 @@ def list_runs(
     config_fields: Annotated[list[str] | None, Query(
         max_length=100, description="Return only these fields of each run's config (repeat the parameter); "
                                     "all of them when absent.")] = None,
+    tag: TagFilter = None,
 ) -> Response:
     """Runs, newest first. Filter on any run-config field with `config.<field>=value`
-    (repeat for any of several values), e.g. `?config.projection=fastfood&config.d=750&config.d=1000`."""
+    (repeat for any of several values), e.g. `?config.projection=fastfood&config.d=750&config.d=1000`,
+    and on tags with `tag=…` (repeat: runs holding all of them)."""
     fields = checked_config_fields(config_fields)
+    wanted_tags = checked_tag_filter(tag)
     order = sort_order(sort)
     conditions = config_conditions(request.query_params)
     if status:
@@ -179,8 +183,11 @@ def list_runs(
         conditions.append(Run.batch_id == batch_id)
     if (hidden := archived_condition(archived)) is not None:
         conditions.append(hidden)
+    conditions += tags.run_tag_conditions(wanted_tags)
     total = session.scalar(select(func.count()).select_from(Run).where(*conditions))
-    runs = session.scalars(select(Run).where(*conditions).order_by(*order).limit(limit).offset(offset)).all()
+    # The page's tags in one more query, not one per run.
+    runs = session.scalars(select(Run).where(*conditions).order_by(*order).limit(limit).offset(offset)
+                           .options(selectinload(Run.tag_rows))).all()
     page = RunPage(items=[RunOut.of(run, config_fields=fields) for run in runs], total=total, limit=limit,
                    offset=offset)
     # Already validated: serialized once here rather than validated again by FastAPI (a dashboard
@@ -193,13 +200,34 @@ def read_run(run_id: RunId, session: SessionDep) -> RunOut:
     return RunOut.of(get_run(session, run_id))
 
 
-@router.patch("/{run_id}", response_model=RunOut, dependencies=WRITE, summary="Archive or unarchive a run")
-def update_run(run_id: RunId, patch: ArchivedPatch, session: SessionDep) -> RunOut:
+@router.patch("/{run_id}", response_model=RunOut, dependencies=WRITE,
+              summary="Archive or unarchive a run, set its tags or notes",
+              responses={409: {"description": "Its tags were changed by another request meanwhile: try again."}})
+def update_run(run_id: RunId, patch: ObjectPatch, session: SessionDep) -> RunOut:
     """`{"archived": true}` hides the run from the runs list (GET /api/runs?archived=true|all shows it);
-    nothing of it is deleted, and it can be read, retried or unarchived as before."""
+    nothing of it is deleted, and it can be read, retried or unarchived as before.
+    `{"tags": [...]}` replaces its tags, `{"notes": "..."}` its notes; fields left out stay as they are."""
     run = get_run(session, run_id)
-    run.archived = patch.archived
-    session.commit()
+    patch.apply_to(run)
+    commit_tags(session, run)
+    return RunOut.of(run)
+
+
+@router.post("/{run_id}/tags", response_model=RunOut, dependencies=WRITE, summary="Tag a run",
+             responses={422: {"description": "Not a tag, or the run holds the most tags already."}})
+def tag_run(run_id: RunId, body: TagIn, session: SessionDep) -> RunOut:
+    """Add one tag (a run that has it already, in any case, is left as it is; a repeat is harmless)."""
+    run = get_run(session, run_id)
+    add_tag(session, run, body.tag)
+    return RunOut.of(run)
+
+
+@router.delete("/{run_id}/tags/{tag:path}", response_model=RunOut, dependencies=WRITE, summary="Untag a run")
+def untag_run(run_id: RunId, tag: str, session: SessionDep) -> RunOut:
+    """Remove one tag, in any case (a run without it is left as it is; a repeat is harmless).
+    URL-encode the tag: `DELETE /api/runs/7/tags/paper%3Afig-3`."""
+    run = get_run(session, run_id)
+    remove_tag(session, run, tag)
     return RunOut.of(run)
 
 

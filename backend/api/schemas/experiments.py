@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from backend.api.schemas.common import Page, RunConfigJSON
 from backend.api.schemas.runs import RunRole, RunStatus
+from backend.api.schemas.tags import NOTES_DESCRIPTION, TAGS_DESCRIPTION
 from backend.domain.analysis.search import STATUSES as SEARCH_STATUSES
 
 MAX_GRID_VALUES = 100
@@ -104,6 +105,8 @@ class ExperimentOut(BaseModel):
     counts: dict[str, int] = Field(description="Runs per status.")
     archived: bool = Field(False, description="Hidden, with its runs, from the lists unless asked for "
                                               "(`archived=true|all`).")
+    tags: list[str] = Field(default_factory=list, description=TAGS_DESCRIPTION)
+    notes: str = Field("", description=NOTES_DESCRIPTION)
 
 
 class ExperimentCreated(ExperimentOut):

@@ -8,8 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.schemas.common import Page, RunConfigJSON
+from backend.api.schemas.tags import NOTES_DESCRIPTION, TAGS_DESCRIPTION
 from backend.domain import lifecycle
 from backend.domain.models import STATUSES, Run
+from backend.domain.tags import tags_of
 from idlab.config import RunConfig
 from idlab.metrics import json_safe
 
@@ -45,6 +47,8 @@ class RunOut(BaseModel):
                                                    "`GET /api/runs?batch_id=…`; null when it trained alone.")
     archived: bool = Field(False, description="Hidden from the runs list unless asked for (`archived=true|all`). "
                                               "The runs of an archived experiment are hidden too, whatever theirs.")
+    tags: list[str] = Field(default_factory=list, description=TAGS_DESCRIPTION)
+    notes: str = Field("", description=NOTES_DESCRIPTION)
     warnings: list[str] = Field(default_factory=list, description="Valid but questionable choices in the config.")
 
     @classmethod
@@ -61,7 +65,7 @@ class RunOut(BaseModel):
             duration_seconds=lifecycle.duration_seconds(run), D=run.D, k=run.k, d=run.d,
             progress=json_safe(run.progress or {}), final_metrics=json_safe(run.final_metrics or {}), error=run.error,
             cancel_requested=run.cancel_requested, batch_id=run.batch_id, archived=bool(run.archived),
-            warnings=warnings,
+            tags=tags_of(run), notes=run.notes or "", warnings=warnings,
         )
 
 
@@ -71,15 +75,6 @@ class RunPage(Page[RunOut]):
 
 #: Which runs or experiments a list shows: not archived (the default), archived, or all.
 ArchivedFilter = Literal["false", "true", "all"]
-
-
-class ArchivedPatch(BaseModel):
-    """PATCH /api/runs/{id} and /api/experiments/{id}: what can change after creation."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"archived": True}]})
-
-    archived: bool = Field(strict=True, description="true hides it from the lists (nothing is deleted); false "
-                                                    "shows it again.")
 
 
 class SeriesOut(BaseModel):

@@ -3,8 +3,9 @@
 
 import { fmtPct, fmtTime, fmtValue, h } from "../dom.js";
 import { finishedCount, statusBar } from "./status-bar.js";
+import { tagLinks } from "./tags-notes.js";
 
-const COLUMNS = ["#", "Name", "Created", "Grid", "Seeds", "Baseline", "Runs", "Progress"];
+const COLUMNS = ["#", "Name", "Tags", "Created", "Grid", "Seeds", "Baseline", "Runs", "Progress"];
 
 function gridText(e) {
   const swept = Object.entries(e.grid || {}).map(([k, v]) => `${k}: ${v.map(fmtValue).join(", ")}`);
@@ -21,6 +22,7 @@ function experimentRow(e) {
   return h("tr", { dataset: { experimentId: e.id } },
     h("td", h("a", { href: `#/experiments/${e.id}` }, `#${e.id}`)),
     h("td", h("a", { href: `#/experiments/${e.id}` }, e.name), e.archived ? h("span.tag", { style: { marginLeft: "6px" } }, "archived") : null),
+    h("td", { dataset: { col: "tags" } }, h("span.tag-cell", tagLinks(e.tags, "/experiments"))),
     h("td", fmtTime(e.created_at)),
     h("td", { title: grid, style: { maxWidth: "420px", overflow: "hidden", textOverflow: "ellipsis" } }, grid || "–"),
     h("td", JSON.stringify(e.seeds || [])),
@@ -43,7 +45,7 @@ export function experimentsTablePanel() {
     const keep = new Set();
     for (const e of items) {
       keep.add(e.id);
-      const signature = JSON.stringify([e.counts, e.run_count, e.name, e.kind, e.archived]);
+      const signature = JSON.stringify([e.counts, e.run_count, e.name, e.kind, e.archived, e.tags]);
       let row = rows.get(e.id);
       if (row && row.signature === signature) { body.append(row.tr); continue; }
       const tr = experimentRow(e);

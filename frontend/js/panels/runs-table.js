@@ -9,6 +9,7 @@ import { replaceQuery } from "../nav.js";
 import { phaseText } from "../phase.js";
 import { runConfigSchema } from "../schema.js";
 import { isFinished, isRetryable, runStatuses } from "../statuses.js";
+import { tagInput, tagLinks } from "./tags-notes.js";
 
 const POLL_MS = 2000;
 const PAGE_SIZES = [50, 100, 250, 500, 1000];
@@ -104,6 +105,12 @@ function columns({ selectable, showExperiment, selection }) {
     { key: "test_acc", label: "Test acc", num: true, sort: (r) => latest(r, "test_acc") ?? -1, text: (r) => fmtPct(latest(r, "test_acc")) },
     { key: "duration", label: "Duration", num: true, sort: (r) => r.duration_seconds ?? -1, text: (r) => fmtDuration(r.duration_seconds) },
     { key: "created", label: "Created", sort: (r) => r.created_at, text: (r) => fmtTime(r.created_at) },
+    { key: "tags", label: "Tags", sort: (r) => (r.tags || []).join(" ").toLowerCase(), tpl: () => h("span.tag-cell"),
+      update: (td, run) => {
+        const box = td.firstChild;
+        const shown = JSON.stringify(run.tags || []);
+        if (box.dataset.tags !== shown) { box.dataset.tags = shown; box.replaceChildren(...tagLinks(run.tags, "/runs")); }
+      } },
     {
       key: "actions", label: "", tpl: () => h("div.row-actions"),
       update: (td, run) => {
@@ -127,13 +134,13 @@ function columns({ selectable, showExperiment, selection }) {
 
 /**
  * A live table of runs.
- * options: filters {status:[], experiment_id, role, config:{field:[values]}}, limit, offset, sort,
+ * options: filters {status:[], experiment_id, role, config:{field:[values]}, archived, tag:[]}, limit, offset, sort,
  *          selectable, showExperiment, syncUrl, showFilters, onRuns(runs, changed), onSelection(ids)
  */
 export class RunTable {
   constructor(options = {}) {
     this.options = options;
-    this.filters = { status: [], experiment_id: null, role: null, config: {}, archived: "false", ...(options.filters || {}) };
+    this.filters = { status: [], experiment_id: null, role: null, config: {}, archived: "false", tag: [], ...(options.filters || {}) };
     this.limit = options.limit || 100;
     this.offset = options.offset || 0;
     this.sortKey = options.sortKey || "id";
@@ -243,13 +250,47 @@ export class RunTable {
       h("input", { type: "checkbox", dataset: { filter: "archived" }, checked: this.filters.archived === "all",
         onchange: (e) => { this.filters.archived = e.target.checked ? "all" : "false"; this.offset = 0; this.refresh(true); } }),
       " show archived");
-    this.toolbar.append(statusBox, h("span.sep"), experiment, role, archived, h("span.sep"), fieldSelect, valueBox, add, this.configChips);
+    this.toolbar.append(statusBox, h("span.sep"), experiment, role, archived, h("span.sep"), fieldSelect, valueBox, add, this.configChips,
+      h("span.sep"), ...this.buildTagFilter());
     this.paintFilters();
+  }
+
+  /** The tag filter: runs holding every tag listed (typed, or a tag clicked in the table). */
+  buildTagFilter() {
+    const addTag = (tag) => {
+      if (this.filters.tag.some((t) => t.toLowerCase() === tag.toLowerCase())) return;
+      this.filters.tag = [...this.filters.tag, tag];
+      this.offset = 0;
+      this.paintFilters();
+      this.refresh(true);
+    };
+    // A tag clicked in the table narrows this table, rather than opening a new list.
+    this.node.addEventListener("click", (event) => {
+      const link = event.target.closest("a.tag-link[data-tag]");
+      if (!link || !this.node.contains(link)) return;
+      event.preventDefault();
+      addTag(link.dataset.tag);
+    });
+    this.tagChips = h("span.toolbar");
+    this.tagChips.style.margin = "0";
+    const input = tagInput({ placeholder: "tag…", title: "Only the runs holding this tag (Enter; several: all of them)", dataset: { filter: "tag" }, onTag: addTag });
+    return [input, this.tagChips];
+  }
+
+  paintTagFilter() {
+    this.tagChips.replaceChildren(...this.filters.tag.map((tag) => h("span.filter-chip", { dataset: { tagFilter: tag } }, `tag: ${tag}`,
+      h("button", { title: "Remove this filter", onclick: () => {
+        this.filters.tag = this.filters.tag.filter((t) => t !== tag);
+        this.offset = 0;
+        this.paintFilters();
+        this.refresh(true);
+      } }, "×"))));
   }
 
   paintFilters() {
     if (!this.statusBox) return;
     for (const button of this.statusBox.children) button.classList.toggle("on", this.filters.status.includes(button.dataset.status));
+    this.paintTagFilter();
     clear(this.configChips);
     for (const [name, values] of Object.entries(this.filters.config)) {
       for (const value of values) {
@@ -267,7 +308,7 @@ export class RunTable {
   query() {
     const q = {
       limit: this.limit, offset: this.offset, status: this.filters.status, experiment_id: this.filters.experiment_id,
-      role: this.filters.role, config_fields: CONFIG_FIELDS, archived: this.filters.archived,
+      role: this.filters.role, config_fields: CONFIG_FIELDS, archived: this.filters.archived, tag: this.filters.tag,
     };
     if (SERVER_SORTS[this.sortKey]) q.sort = `${this.sortDir === "desc" ? "-" : ""}${SERVER_SORTS[this.sortKey]}`;
     for (const [name, values] of Object.entries(this.filters.config)) q[`config.${name}`] = values;
@@ -281,6 +322,7 @@ export class RunTable {
     if (this.filters.experiment_id) params.set("experiment_id", this.filters.experiment_id);
     if (this.filters.role) params.set("role", this.filters.role);
     if (this.filters.archived !== "false") params.set("archived", this.filters.archived);
+    for (const tag of this.filters.tag) params.append("tag", tag);
     for (const [name, values] of Object.entries(this.filters.config)) for (const v of values) params.append(`config.${name}`, v);
     if (this.limit !== 100) params.set("limit", this.limit);
     if (this.offset) params.set("offset", this.offset);
@@ -447,6 +489,7 @@ export function tableStateFromQuery(query) {
       role: query.get("role") || null,
       config,
       archived: ["true", "all"].includes(query.get("archived")) ? query.get("archived") : "false",
+      tag: query.getAll("tag").map((t) => t.trim()).filter(Boolean),
     },
     limit: Number(query.get("limit")) || 100,
     offset: Number(query.get("offset")) || 0,
