@@ -18,13 +18,17 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "synthetic"]
-ModelName = Literal["fc", "lenet"]
+from idlab import plugins
+from idlab.plugins import RegisteredName
+
+#: A built-in dataset or model, or one a plugin registered (idlab.plugins): never anything else.
+DatasetName = Annotated[str, RegisteredName("dataset", plugins.dataset_names, plugins.registry)]
+ModelName = Annotated[str, RegisteredName("model", plugins.model_names, plugins.registry)]
 Method = Literal["subspace", "direct"]
 ProjectionName = Literal["dense", "sparse", "fastfood"]
 AugmentationName = Literal["linear", "power", "rff", "power+rff"]
@@ -84,10 +88,21 @@ class DatasetSpec:
     classes: int
     train_size: int
     test_size: int
+    pixels: bool = True     # 0 … 255 values (`unit` scaling divides by 255); False: real-valued features
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of a built-in dataset, or of one a plugin registered (`idlab.plugins`)."""
+    if name in DATASETS:
+        return DATASETS[name]
+    plugin = plugins.dataset_plugin(name)
+    if plugin is None:
+        raise ValueError(f"unknown dataset {name!r}")
+    return DatasetSpec(*plugin.input_shape, plugin.classes, plugin.train_size, plugin.test_size, plugin.pixels)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -110,8 +125,13 @@ def parameter_shapes(
 
     fc:    Linear layers in → widths… → classes (weight (out, in), bias (out)).
     lenet: conv 6@5×5 → 2×2 max-pool → conv 16@5×5 → 2×2 max-pool → 120 → 84 → classes.
+    a plugin's model: its own `parameter_shapes(input_shape, classes)` (idlab.plugins.ModelPlugin).
+
+    Raises ValueError, with a sentence, when the model cannot take the dataset's inputs.
     """
-    spec = DATASETS[dataset]
+    spec = dataset_spec(dataset)
+    if (plugin := plugins.model_plugin(model)) is not None:
+        return checked_shapes(model, plugin.parameter_shapes(spec.input_shape, spec.classes))
     shapes: list[tuple[str, tuple[int, ...]]] = []
     if model == "fc":
         sizes = [spec.channels * spec.height * spec.width, *fc_widths, spec.classes]
@@ -124,6 +144,9 @@ def parameter_shapes(
         h, w = spec.height, spec.width
         for _ in range(2):  # valid convolution then 2×2 pooling, twice
             h, w = (h - k + 1) // 2, (w - k + 1) // 2
+        if min(h, w) < 1:
+            raise ValueError(f"lenet needs images of at least 16×16 pixels; {dataset} has inputs of shape "
+                             f"{spec.channels}×{spec.height}×{spec.width}: use model 'fc'")
         flat = c2 * h * w
         shapes = [
             ("conv1.weight", (c1, spec.channels, k, k)), ("conv1.bias", (c1,)),
@@ -136,10 +159,28 @@ def parameter_shapes(
     raise ValueError(f"unknown model {model!r}")
 
 
+def checked_shapes(model: str, shapes: Any) -> list[tuple[str, tuple[int, ...]]]:
+    """A plugin's parameter shapes as [(name, (int, …))], each name unique and each size positive."""
+    try:
+        checked = [(str(name), tuple(int(n) for n in shape)) for name, shape in shapes]
+    except (TypeError, ValueError) as problem:
+        raise ValueError(f"model {model!r} described its parameters wrongly ({problem}): parameter_shapes "
+                         "must return [(name, shape), …]") from None
+    names = [name for name, _ in checked]
+    if not checked or len(set(names)) != len(names) or any(min(shape, default=1) < 1 for _, shape in checked):
+        raise ValueError(f"model {model!r} described its parameters wrongly: parameter_shapes must return at least "
+                         f"one (name, shape), names unique, sizes positive; got {checked[:8]}")
+    return checked
+
+
 def activations_per_example(model: str, dataset: str, fc_widths: list[int] | tuple[int, ...] = (200, 200)) -> int:
     """Values one example leaves in memory on its way through the network: input, every layer's output."""
-    spec = DATASETS[dataset]
+    spec = dataset_spec(dataset)
     inputs = spec.channels * spec.height * spec.width
+    if (plugin := plugins.model_plugin(model)) is not None:
+        if plugin.activations_per_example is None:
+            return inputs + spec.classes
+        return int(plugin.activations_per_example(spec.input_shape, spec.classes))
     if model == "fc":
         return inputs + 2 * sum(fc_widths) + spec.classes            # pre-activation and ReLU output per layer
     c1, c2 = LENET_CHANNELS
@@ -165,8 +206,10 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
     # What is trained, on what.
-    dataset: DatasetName = Field("mnist", description="Dataset read from the data directory; `synthetic` is generated.")
-    model: ModelName = Field("fc", description="Network: `fc` (fully connected) or `lenet`.")
+    dataset: DatasetName = Field("mnist", description="Dataset read from the data directory; `synthetic` is generated; "
+                                 "or one an installed plugin registers (GET /api/config/plugins).")
+    model: ModelName = Field("fc", description="Network: `fc` (fully connected) or `lenet`, or one an installed "
+                             "plugin registers (GET /api/config/plugins).")
     fc_widths: list[int] = Field([200, 200], min_length=1, max_length=8,
                                  description="Hidden widths of the fc model (784-200-200-10 by default).")
     method: Method = Field("subspace", description="`subspace` trains θ_d only; `direct` trains all D weights (the baseline).")
@@ -222,7 +265,7 @@ class RunConfig(BaseModel):
 
     @property
     def dataset_spec(self) -> DatasetSpec:
-        return DATASETS[self.dataset]
+        return dataset_spec(self.dataset)
 
     def parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         return parameter_shapes(self.model, self.dataset, self.fc_widths)
@@ -309,8 +352,13 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check_combinations(self, info: Any) -> RunConfig:
         context = info.context or {}
-        errors = [*self._field_errors(), *self._method_errors(), *self._memory_errors(context),
-                  *self._projection_budget_errors(context)]
+        try:
+            self.parameter_shapes()
+        except ValueError as unusable:      # the model cannot take this dataset's inputs: no size is known
+            errors = [("model", str(unusable))]
+        else:
+            errors = [*self._field_errors(), *self._method_errors(), *self._memory_errors(context),
+                      *self._projection_budget_errors(context)]
         if errors:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
@@ -337,7 +385,10 @@ class RunConfig(BaseModel):
         if any(not math.isfinite(c) or abs(c) > MAX_POWER_COEF for c in self.power_coefs):
             yield "power_coefs", (f"each power coefficient λ must be a finite number between {-MAX_POWER_COEF:g} "
                                   f"and {MAX_POWER_COEF:g} (e.g. [0.1, 0.01])")
-        spec = DATASETS[self.dataset]
+        spec = self.dataset_spec
+        if self.input_scaling == "unit" and not spec.pixels:
+            yield "input_scaling", (f"input_scaling 'unit' divides pixel values 0–255 by 255, but {self.dataset} "
+                                    "holds real-valued features: use 'standardize' or 'raw'")
         if self.train_size is not None and self.train_size > spec.train_size:
             yield "train_size", (f"train_size {self.train_size:,} exceeds the {spec.train_size:,} training examples "
                                  f"of {self.dataset}: lower it, or leave it unset to use them all")
@@ -349,7 +400,7 @@ class RunConfig(BaseModel):
         """(field, message) for each setting the method, projection or network size rules out."""
         subspace = self.method == "subspace"
         if self.D > MAX_WEIGHTS:
-            yield "fc_widths", (f"the network has D = {self.D:,} weights, more than the {MAX_WEIGHTS:,} a run may "
+            yield self._size_field(), (f"the network has D = {self.D:,} weights, more than the {MAX_WEIGHTS:,} a run may "
                                 "train (θ, its gradient and Adam's two moments alone would take "
                                 f"{16 * self.D / 2**30:,.0f} GiB): narrow fc_widths")
         if subspace and self.d > self.D:
@@ -380,7 +431,7 @@ class RunConfig(BaseModel):
         if self.D <= MAX_WEIGHTS and (need_mb := self.training_bytes() / 2**20) > memory_mb:
             weights_part = (f"{self.D:,} weights × 16 bytes (θ, gradient, Adam's two moments)"
                             if self.method != "subspace" else f"θ_0, θ_D and its gradient for D = {self.D:,} weights")
-            field = "batch_size" if self._activations_dominate() else "fc_widths"
+            field = "batch_size" if self._activations_dominate() else self._size_field()
             yield field, (f"training needs about {need_mb:,.0f} MiB ({weights_part}, plus the activations of a "
                           f"batch of {self.batch_size:,}), over the memory budget of {memory_mb:,.0f} MiB "
                           f"({MEMORY_BUDGET_ENV}): narrow fc_widths or lower batch_size")
@@ -404,6 +455,10 @@ class RunConfig(BaseModel):
                                    f"{' per weight tensor' if self.rff_per_tensor else ''}) need {need_mb:,.0f} MiB, "
                                    f"{over}: set rff_features lower or share one B across tensors"
                                    + (" (a trained B takes four times its size)" if self.train_rff_b else ""))
+
+    def _size_field(self) -> str:
+        """The field that sets the network's size: fc_widths for fc, the model itself otherwise."""
+        return "fc_widths" if self.model == "fc" else "model"
 
     def _activations_dominate(self) -> bool:
         """Whether a batch's activations take more of training's memory than the weights do."""

@@ -47,10 +47,28 @@ class Claimed:
 
 
 def batch_runs(settings: Settings, config: RunConfig) -> int:
-    """K for a batch led by `config`: the setting, or what measures fastest on its device; 1 for direct runs."""
-    if config.method != "subspace":
+    """K for a batch led by `config`: the setting, or what measures fastest on its device; 1 for direct runs
+    and for a network that cannot be evaluated as a batch (`unbatchable`)."""
+    if config.method != "subspace" or unbatchable(config) is not None:
         return 1
     return settings.batch_runs or default_batch_runs(config.device)
+
+
+#: (model, dataset, fc_widths) → why its runs train one at a time, or None: each network is tried once.
+_UNBATCHABLE: dict[tuple, str | None] = {}
+
+
+def unbatchable(config: RunConfig) -> str | None:
+    """Why runs of this network train one at a time (`stacked.vmap_problem`), or None; logged when found."""
+    from worker.subspace.stacked import vmap_problem
+
+    key = (config.model, config.dataset, tuple(config.fc_widths) if config.model == "fc" else ())
+    if key not in _UNBATCHABLE:
+        _UNBATCHABLE[key] = problem = vmap_problem(config)
+        if problem is not None:
+            log.warning("runs of model %r on %r train one at a time, not in batches: %s", config.model,
+                        config.dataset, problem)
+    return _UNBATCHABLE[key]
 
 
 def claim_batchmates(session: Session, lead: Claimed, config: RunConfig, worker: str, settings: Settings,

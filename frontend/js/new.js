@@ -8,6 +8,7 @@ import { ApiError, api, openapi } from "./api.js";
 import { debounce, h, toast } from "./dom.js";
 import { datasetNote } from "./form/dataset-note.js";
 import { experimentFields } from "./form/experiment-fields.js";
+import { installedNote } from "./form/installed-note.js";
 import { previewPanel } from "./form/preview.js";
 import { SEED_FIELD, runConfigFields } from "./form/run-config-fields.js";
 import { showServerErrors } from "./form/server-errors.js";
@@ -17,7 +18,7 @@ import { runConfigSchema } from "./schema.js";
 const EMPTY = { name: "", base: {}, grid: {}, seeds: [0], baseline: false };
 
 class ExperimentForm {
-  constructor(root, { schema, presets, searchProps, datasets }) {
+  constructor(root, { schema, presets, searchProps, datasets, installed }) {
     this.closed = false;
     this.previewSequence = 0;
     this.update = debounce(() => this.refreshPreview(), 250);
@@ -25,6 +26,8 @@ class ExperimentForm {
     this.config = runConfigFields(schema, onChange);
     this.experiment = experimentFields({ seedHelp: schema.byName[SEED_FIELD]?.description, searchProps, onChange, dInput: this.config.inputs.get("d") });
     this.datasets = datasetNote(this.config.inputs.get("dataset"), datasets);
+    this.installedNotes = [installedNote(this.config.inputs.get("model"), installed.models || [], "model"),
+      installedNote(this.config.inputs.get("dataset"), installed.datasets || [], "dataset")];
     this.generalError = h("div.alert.error.hidden", { role: "alert" });
     this.preview = previewPanel({ onSingle: () => this.submitSingle() });
     const presetBar = h("div.presets", h("span.muted", "Presets:"),
@@ -60,6 +63,7 @@ class ExperimentForm {
 
   async refreshPreview() {
     this.datasets.paint();
+    for (const note of this.installedNotes) note.paint();
     const { request, errors } = this.buildRequest(false);
     this.preview.estimate(request);
     if (errors.length) return;
@@ -159,13 +163,14 @@ export async function renderNewPage(root, query) {
     root.append(h("div.alert.error", { text: `The form is generated from the server's run-config schema, which could not be read: ${err.message}` }));
     return null;
   }
-  const [presets, doc, datasets] = await Promise.all([
+  const [presets, doc, datasets, installed] = await Promise.all([
     loadPresets(),                                   // served by the API (idlab/presets.py); [] if it cannot be read
     openapi().catch(() => ({})),                     // the search's parameters, documented by the API
     api("/api/datasets").catch(() => []),
+    api("/api/config/plugins").catch(() => ({})),    // built-in and plugin models and datasets, described
   ]);
   const searchProps = doc.components?.schemas?.SearchParameters?.properties || {};
-  const form = new ExperimentForm(root, { schema, presets, searchProps, datasets });
+  const form = new ExperimentForm(root, { schema, presets, searchProps, datasets, installed });
   await form.startFrom(query, presets);
   return () => form.destroy();
 }

@@ -316,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from idlab.launchers.data_command import add_data_commands
     from idlab.launchers.evaluate_command import add_evaluate_command
+    from idlab.launchers.plugins_command import add_plugins_command
 
     add_data_commands(commands)
     add_evaluate_command(commands)
+    add_plugins_command(commands)
     return parser
 
 

@@ -7,7 +7,10 @@ Layout under the data directory (torchvision's, so an existing download can be r
     FashionMNIST/raw/<the same four names>[.gz]                         fashion_mnist
     cifar-10-batches-py/{data_batch_1 … data_batch_5, test_batch}       cifar10 (python pickles)
 
-`synthetic` is generated in memory and needs no directory.
+`synthetic` is generated in memory and needs no directory. A dataset a plugin registers is
+loaded by its plugin and checked against its description (`plugin_data`); its inputs are uint8
+pixels like the built-ins', or real-valued features (float32), which `standardize` scales
+with float statistics and `raw` keeps.
 
 Every dataset is first a set of uint8 images (N, C, H, W) with int64 labels; the
 first `train_size` / `test_size` examples of each split are kept, and the
@@ -46,6 +49,7 @@ import torch
 from idlab.config import DATASETS, RunConfig
 from idlab.dataset_download import DEFAULT_MIRRORS, DownloadError, ProgressCallback, download_dataset
 from idlab.dataset_files import CATALOG, DatasetCorrupt, DatasetMissing
+from worker.subspace.plugin_data import read_plugin_dataset
 
 try:  # numpy ≥ 2
     from numpy._core import multiarray as _np_multiarray
@@ -99,6 +103,8 @@ def load_dataset(config: RunConfig, data_dir: str | os.PathLike | None, download
     name = config.dataset
     if name == "synthetic":
         arrays = synthetic_arrays()
+    elif name not in DATASETS:
+        arrays = read_plugin_dataset(name, None if data_dir is None else Path(data_dir).expanduser())
     else:
         root = resolve_data_dir(data_dir)
         if download and CATALOG[name].missing(root):
@@ -131,15 +137,18 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 
 
 def scale_inputs(train: np.ndarray, test: np.ndarray, scaling: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, C, H, W) images → float32 tensors scaled `raw`, `unit` or `standardize`."""
+    """uint8 (N, C, H, W) images (or float32 features) → float32 tensors scaled `raw`, `unit` or `standardize`."""
     train_x = torch.from_numpy(train.astype(np.float32))
     test_x = torch.from_numpy(test.astype(np.float32))
+    pixels = train.dtype == np.uint8
     if scaling == "raw":
         return train_x, test_x
     if scaling == "unit":
+        if not pixels:
+            raise ValueError("input_scaling 'unit' divides pixel values by 255; these inputs are real-valued")
         return train_x.div_(255.0), test_x.div_(255.0)
     if scaling == "standardize":
-        mean, std = channel_statistics(train)
+        mean, std = channel_statistics(train) if pixels else feature_statistics(train)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         return train_x.sub_(mean_t).div_(std_t), test_x.sub_(mean_t).div_(std_t)
@@ -164,6 +173,17 @@ def channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         means.append(mean)
         stds.append(std if std > 0 else 1.0)
     return np.array(means), np.array(stds)
+
+
+def feature_statistics(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean μ_c and population std σ_c of real-valued inputs (N, C, H, W), in float64.
+
+    A constant channel gets σ_c = 1.
+    """
+    wide = values.astype(np.float64)
+    means = wide.mean(axis=(0, 2, 3))
+    stds = wide.std(axis=(0, 2, 3))
+    return means, np.where(stds > 0, stds, 1.0)
 
 
 # ---- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------

@@ -15,6 +15,9 @@ Models (all output logits):
     fc:    x ↦ flatten(x) → Linear → ReLU → … → Linear        in → fc_widths… → classes
     lenet: x ↦ conv 6@5×5 → ReLU → maxpool 2×2 → conv 16@5×5 → ReLU → maxpool 2×2
              → flatten → 120 → ReLU → 84 → ReLU → classes
+    a plugin's model: the module its `build` factory returns (idlab.plugins.ModelPlugin), held to
+             the same contract: parameters exactly its `parameter_shapes`, and no buffers — θ_D is
+             all of a network's state.
 
 θ_0 (He et al. 2015, "He-normal"): every weight tensor W with fan_in inputs per
 output unit (in_features for Linear, in_channels·kh·kw for Conv2d) is drawn, with
@@ -37,6 +40,7 @@ import math
 import torch
 from torch import nn
 
+from idlab import plugins
 from idlab.config import LENET_CHANNELS, LENET_HIDDEN, LENET_KERNEL, RunConfig
 
 ParameterShapes = list[tuple[str, tuple[int, ...]]]
@@ -98,12 +102,29 @@ def build_model(config: RunConfig) -> nn.Module:
         elif config.model == "lenet":
             model = LeNet(spec.input_shape, spec.classes)
         else:
-            raise ValueError(f"unknown model {config.model!r}")
+            model = build_plugin_model(config.model, spec.input_shape, spec.classes)
     actual = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
     expected = config.parameter_shapes()
     if actual != expected:
         raise RuntimeError(f"{config.model} on {config.dataset}: module parameters {actual} "
                              f"disagree with idlab.config.parameter_shapes {expected}")
+    buffers = [name for name, _ in model.named_buffers()]
+    if buffers:
+        raise RuntimeError(f"{config.model}: the module holds buffers {buffers[:5]}, but a network's only state is "
+                           "θ_D (its parameters): use normalisation without running statistics (GroupNorm, "
+                           "LayerNorm) and keep constants out of the module's state")
+    return model
+
+
+def build_plugin_model(name: str, input_shape: tuple[int, int, int], classes: int) -> nn.Module:
+    """The module a registered model plugin's `build` factory makes for these inputs and classes."""
+    plugin = plugins.model_plugin(name)
+    if plugin is None:
+        raise ValueError(f"unknown model {name!r}: neither built in nor registered by a plugin")
+    model = plugins.load_target(plugin.build)(input_shape, classes)
+    if not isinstance(model, nn.Module):
+        raise RuntimeError(f"model plugin {name!r}: {plugin.build} returned a {type(model).__name__}, "
+                           "not a torch.nn.Module")
     return model
 
 

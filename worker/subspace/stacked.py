@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, vmap
 
+from idlab import plugins
 from idlab.config import RunConfig
 from worker.subspace.hadamard import fwht
 from worker.subspace.model import build_model, is_kernel, parameter_views
@@ -50,6 +51,37 @@ from worker.subspace.network import SubspaceNetwork, row_slices
 from worker.subspace.projection import FastfoodProjection
 
 FORWARDS = ("auto", "explicit", "vmap")
+
+
+def vmap_problem(config: RunConfig) -> str | None:
+    """Why the network of `config` cannot be evaluated as K rows of Θ_D by vmap, or None when it can.
+
+    fc has its own batched products. Any other model — a plugin's above all — is evaluated by
+    torch.func.vmap over its functional call, which some modules do not support (data-dependent
+    control flow, `.item()`, in-place updates of captured tensors): the call is tried once on the meta
+    device (shapes only, no memory, no arithmetic) with K = 2 runs of 2 examples each. A plugin that
+    declares `batchable=False` is not tried.
+    """
+    if config.model == "fc":
+        return None
+    plugin = plugins.model_plugin(config.model)
+    if plugin is not None and not plugin.batchable:
+        return f"model plugin {config.model!r} declares batchable=False"
+    try:
+        skeleton, shapes = build_model(config).to("meta"), config.parameter_shapes()
+        theta = torch.empty(2, config.D, device="meta")
+        x = torch.empty(2, 2, *config.dataset_spec.input_shape, device="meta")
+
+        def one(row: Tensor, inputs: Tensor) -> Tensor:
+            return functional_call(skeleton, parameter_views(row, shapes), (inputs,))
+
+        logits = vmap(one)(theta, x)
+    except Exception as problem:  # whatever vmap or the module raises: the runs train one at a time
+        return f"torch.func.vmap cannot evaluate {config.model!r}: {type(problem).__name__}: {problem}"
+    expected = (2, 2, config.dataset_spec.classes)
+    if tuple(logits.shape) != expected:
+        return f"{config.model!r} under vmap gives logits of shape {tuple(logits.shape)}, not {expected}"
+    return None
 
 
 class StackedFastfood:

@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from backend.api.deps import SessionDep, SettingsDep
 from backend.api.errors import reject
 from backend.api.schemas.common import MAX_ID
+from backend.api.schemas.plugins import PluginsOut
 from backend.api.schemas.presets import PresetOut
 from backend.domain.analysis import search
 from backend.domain.lifecycle import RETRYABLE
 from backend.domain.models import FINISHED, STATUSES, SUCCEEDED, Run
 from backend.domain.validation import error
-from idlab import presets
+from idlab import plugins, presets
 from idlab.config import RunConfig
 from idlab.metrics import FINAL, SERIES
 
@@ -32,6 +33,15 @@ def run_config_schema(settings: SettingsDep) -> dict[str, Any]:
             "series": list(SERIES), "final_metrics": list(FINAL),
             "run_statuses": list(STATUSES), "finished_statuses": list(FINISHED),
             "retryable_statuses": list(RETRYABLE), "search_statuses": list(search.STATUSES)}
+
+
+@router.get("/plugins", response_model=PluginsOut, summary="The models and datasets installed: built-ins and plugins")
+def list_plugins() -> dict[str, Any]:
+    """Every model and dataset a run config may name — the built-ins, then those that installed packages register
+    through the entry-point groups `idlab.models` and `idlab.datasets` — with the providing package, its version
+    and a description; and the entry points that could not be registered, with why. The API's process is
+    asked: a worker validates against its own environment, which must hold the same plugins."""
+    return plugins.catalogue()
 
 
 @router.get("/presets", response_model=list[PresetOut],

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from backend.api.deps import SettingsDep
 from backend.api.schemas.datasets import DatasetOut
+from idlab import plugins
 from idlab.config import DATASETS
 from idlab.dataset_download import mirror_bases
 from idlab.dataset_files import CATALOG
@@ -20,9 +21,14 @@ router = APIRouter(tags=["datasets"])
 
 @router.get("/datasets", response_model=list[DatasetOut], summary="The datasets: present, missing or generated")
 def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
-    """Every dataset a run config may name, in the schema's order, with the state of its files."""
+    """Every dataset a run config may name, in the schema's order, with the state of its files (a plugin's
+    dataset: `plugin`, its package loads it)."""
     answers = []
-    for name in DATASETS:
+    for name in plugins.dataset_names():
+        if name not in DATASETS:
+            answers.append(DatasetOut(name=name, state="plugin", folder=None, missing_files=[],
+                                      download_on_first_use=False, download_bytes=None, mirrors=[]))
+            continue
         entry = CATALOG.get(name)
         if entry is None:
             answers.append(DatasetOut(name=name, state="generated", folder=None, missing_files=[],

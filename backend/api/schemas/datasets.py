@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 class DatasetOut(BaseModel):
     name: str = Field(description="The run-config `dataset` value.")
-    state: Literal["present", "missing", "generated"] = Field(description=(
-        "`present`: every file is in its folder; `missing`: some are not; `generated`: made in memory, no files."))
+    state: Literal["present", "missing", "generated", "plugin"] = Field(description=(
+        "`present`: every file is in its folder; `missing`: some are not; `generated`: made in memory, no files; "
+        "`plugin`: loaded by the installed package that registers it (GET /api/config/plugins)."))
     folder: str | None = Field(description="Where its files go, under the data directory (none when generated).")
     missing_files: list[str] = Field(description="The files not found (raw or .gz for the IDX datasets).")
     download_on_first_use: bool = Field(description=(

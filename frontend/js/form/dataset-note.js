@@ -8,6 +8,7 @@ function datasetState(state, name) {
   if (!state) return name;
   if (state.state === "present") return `${name} — present`;
   if (state.state === "generated") return `${name} — generated in memory`;
+  if (state.state === "plugin") return `${name} — loaded by its plugin package`;
   const size = state.download_bytes ? ` (${Math.max(1, Math.round(state.download_bytes / 1e6))} MB)` : "";
   return state.download_on_first_use ? `${name} — downloads on first use${size}`
     : `${name} — missing: put its files in ${state.folder} (downloads are off)`;
