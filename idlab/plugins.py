@@ -312,3 +312,14 @@ class RegisteredName:
         message = (f"unknown {self.kind} {value[:60]!r}: the installed {self.kind}s are {listed} — "
                    f"a plugin package registers more (entry-point group idlab.{self.kind}s)")
         raise PydanticCustomError(f"unknown_{self.kind}", message.replace("{", "(").replace("}", ")"))
+
+
+def summary() -> str:
+    """One line for a process's start-up log: the plugins it registered, and how many failed."""
+    found = registry()
+
+    def listed(entries: dict[str, Installed]) -> str:
+        return ", ".join(f"{n} ({i.package} {i.version})" for n, i in entries.items()) or "none"
+
+    broken = f"; {len(found.broken)} not registered (see above)" if found.broken else ""
+    return f"plugin models: {listed(found.models)}; plugin datasets: {listed(found.datasets)}{broken}"

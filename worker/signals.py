@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from backend.domain.db import make_engine
 from backend.domain.queue import celery_app
 from backend.domain.settings import get_settings
+from idlab import plugins
 from worker import presence, shutdown
 from worker.devices import has_cuda
 from worker.fork_guard import guarded
@@ -70,6 +71,7 @@ def on_worker_ready(sender=None, **_) -> None:
     maintenance.start()
     _state.update(name=name, maintenance=maintenance)
     log.info("worker %s ready: device %s, queues %s", name, device, ",".join(queues))
+    log.info("worker %s: %s", name, plugins.summary())     # discovered now: a broken plugin is logged at start
 
 
 @worker_shutting_down.connect

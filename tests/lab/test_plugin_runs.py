@@ -72,6 +72,8 @@ def test_the_residual_cnn_on_cifar10_and_fc_on_wine_train_in_a_real_worker(lab, 
     assert model_file.status_code == 200 and model_file.content.startswith(b"idlab-subspace-model")
     assert "plugin 'lost' (entry point idlab.datasets = plugin_fixture_nowhere:spec, package broken-plugin 1.2) " \
            "was not registered: loading plugin_fixture_nowhere:spec failed: ModuleNotFoundError" in lab.worker.output()
+    assert "plugin models: gated (odd-plugins 0.3), residual_cnn (idlab-plugin-example 0.1.0); plugin datasets: " \
+           "wine (idlab-plugin-example 0.1.0); 1 not registered" in lab.worker.output()
 
 
 def test_runs_of_a_model_vmap_cannot_evaluate_train_one_at_a_time(lab):
