@@ -56,6 +56,7 @@ import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -217,21 +218,23 @@ class Lab:
 
     def request(self, method: str, path: str, *, params: Any = None, json: Any = None, what: str = "the request",
                 accept: tuple[int, ...] = (), idempotency_key: str | None = None,
-                changes_nothing: bool = False) -> httpx.Response:
+                changes_nothing: bool = False, content: bytes | None = None) -> httpx.Response:
         """`method` on /api`path`; an error answer becomes the matching LabError (`what` names the payload).
 
         With `idempotency_key`, the request carries it, and is sent again with the same key (up to
         `retries` times, waiting longer each time) when no answer came or the lab answered 502/503/504:
         the lab answers a repeat with the first result, so nothing is created twice. A POST that
-        `changes_nothing` (a dry run) is sent again the same way, without a key."""
+        `changes_nothing` (a dry run) is sent again the same way, without a key. `content` is a raw
+        body (application/octet-stream) instead of `json`."""
         if idempotency_key is None and not changes_nothing:
-            return self._send(method, path, params, json, what, accept, None)
+            return self._send(method, path, params, json, what, accept, None, content)
         failure: LabError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
             try:
-                response = self._send(method, path, params, json, what, accept + RETRY_STATUSES, idempotency_key)
+                response = self._send(method, path, params, json, what, accept + RETRY_STATUSES, idempotency_key,
+                                      content)
             except LabConnectionError as exc:
                 failure = exc
                 continue
@@ -245,10 +248,13 @@ class Lab:
         raise type(failure)(f"{failure}{note}", failure.status_code, failure.detail)
 
     def _send(self, method: str, path: str, params: Any, json: Any, what: str, accept: tuple[int, ...],
-              idempotency_key: str | None) -> httpx.Response:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+              idempotency_key: str | None, content: bytes | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if content is not None:
+            headers["Content-Type"] = "application/octet-stream"
         try:
-            response = self._http.request(method, path, params=params, json=json, headers=headers)
+            response = self._http.request(method, path, params=params, json=json, content=content,
+                                          headers=headers or None)
         except httpx.TimeoutException:
             raise LabConnectionError(f"the lab at {self.url} did not answer {method} /api{path} within "
                                      f"{self.timeout:g} s (Lab(timeout=…) allows longer)") from None
@@ -566,6 +572,32 @@ class Lab:
                             "bare id use archive_run(id) or archive_experiment(id) (archived=False to unarchive)")
         method = self.archive_experiment if kind == "experiment" else self.archive_run
         return method(target["id"], archived)
+
+    # ---- model files ------------------------------------------------------------------------------
+
+    def model_file(self, run: int | Mapping) -> bytes:
+        """A succeeded subspace run's model file: its config, seed and trained tensors (a few KB)."""
+        return self.request("GET", f"/runs/{_id(run)}/model", what="the run's model file").content
+
+    def evaluate_model(self, model: bytes | str | os.PathLike, device: str | None = None, *, wait: bool = True,
+                       timeout: float | None = None, poll_seconds: float = 0.5) -> dict:
+        """Have a worker rebuild a model file (bytes, or a path to one) and evaluate it on the lab's data.
+
+        Returns the evaluation; with `wait`, once finished: `result["test_acc"]` beside
+        `result["recorded_test_acc"]`, or `status == "failed"` with `error` saying why the worker
+        refused it. A file the lab refuses at once (not a model file, changed after export, another
+        format) raises LabValidationError. `device`: cpu, cuda, cuda:N or auto (default: the run's)."""
+        data = model if isinstance(model, bytes) else Path(model).read_bytes()
+        evaluation = self.request("POST", "/models/evaluate", params={"device": device} if device else None,
+                                  content=data, what="the model file").json()
+        deadline = _Deadline(timeout)
+        while wait and evaluation["status"] not in ("succeeded", "failed"):
+            if deadline.passed():
+                raise LabTimeout(f"model evaluation {evaluation['id']} is still {evaluation['status']} after "
+                                 f"{timeout:g} s: is a worker of its device running?", detail=evaluation)
+            deadline.sleep(poll_seconds)
+            evaluation = self._get(f"/models/evaluations/{evaluation['id']}")
+        return evaluation
 
     # ---- tags and notes -------------------------------------------------------------------------
 

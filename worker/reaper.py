@@ -18,6 +18,10 @@ Two repairs, both decided by the database, never by the broker:
 (4. At its shutdown a worker sends again the messages of the runs it handed back:
    `resend_handed_back`.)
 
+5. Model evaluations (`POST /api/models/evaluate`) get the first two repairs too: one
+   running on a vanished worker is failed, a lost message is sent again
+   (`backend.domain.evaluations`).
+
 Several reapers may run at once (`idlab serve` and every `idlab worker`): each
 change is a conditional UPDATE that only one of them wins, and only the winner
 sends the message. A message sent twice is harmless: a run is claimed once.
@@ -38,7 +42,7 @@ from celery import Celery
 from sqlalchemy import ColumnElement, exists, false, or_, select
 from sqlalchemy.orm import Session
 
-from backend.domain import lifecycle, search_rounds
+from backend.domain import evaluations, lifecycle, search_rounds
 from backend.domain.models import CANCELLED, FAILED, QUEUED, RUNNING, Run, Worker
 from backend.domain.queue import enqueue_run
 from backend.domain.settings import Settings
@@ -56,9 +60,12 @@ class ReapSummary:
     cancelled: list[int] = field(default_factory=list)
     resent: list[int] = field(default_factory=list)
     searched: list[int] = field(default_factory=list)    # runs of search rounds it queued
+    evaluations_failed: list[int] = field(default_factory=list)   # model evaluations whose worker vanished
+    evaluations_resent: list[int] = field(default_factory=list)   # model evaluations whose message was lost
 
     def __bool__(self) -> bool:
-        return bool(self.requeued or self.failed or self.cancelled or self.resent or self.searched)
+        return bool(self.requeued or self.failed or self.cancelled or self.resent or self.searched
+                    or self.evaluations_failed or self.evaluations_resent)
 
 
 def reap(session: Session, settings: Settings, celery: Celery, now: datetime | None = None) -> ReapSummary:
@@ -71,7 +78,21 @@ def reap(session: Session, settings: Settings, celery: Celery, now: datetime | N
     reap_vanished(session, settings, celery, stale_before, summary)
     resend_lost(session, celery, stale_before, summary)
     summary.searched = search_rounds.advance_pending(session, settings, celery)
+    reap_evaluations(session, celery, stale_before, summary)
     return summary
+
+
+def reap_evaluations(session: Session, celery: Celery, stale_before: datetime, summary: ReapSummary) -> None:
+    """The same two repairs for model evaluations (backend.domain.evaluations)."""
+    summary.evaluations_failed = evaluations.fail_abandoned(session, stale_before)
+    for evaluation_id in summary.evaluations_failed:
+        log.warning("model evaluation %s: its worker stopped answering; failed", evaluation_id)
+    try:
+        summary.evaluations_resent = evaluations.resend_lost(session, celery, stale_before,
+                                                             idle_queues(session, stale_before))
+    except Exception:  # the broker is down: they stay queued, and a later pass sends them again
+        session.rollback()
+        log.exception("reaper: could not send model evaluations to the broker")
 
 
 def reap_vanished(session: Session, settings: Settings, celery: Celery, stale_before: datetime,

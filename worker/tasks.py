@@ -13,10 +13,11 @@ import logging
 
 from celery.exceptions import Reject
 
-from backend.domain.queue import TRAIN_TASK, celery_app
+from backend.domain.queue import EVALUATE_TASK, TRAIN_TASK, celery_app
 from backend.domain.settings import get_settings
 from worker import shutdown
 from worker import signals as _hooks  # noqa: F401 - connects the worker's signal handlers
+from worker.evaluation import evaluate_stored
 from worker.execution import execute
 
 log = logging.getLogger(__name__)
@@ -46,4 +47,15 @@ def train_run(self, run_id: int) -> str:
             raise Reject(f"worker {self.request.hostname} is shutting down", requeue=True)
         outcome = execute(int(run_id), self.request.hostname, get_settings(), stopping)
     log.info("run %s: %s", run_id, outcome)
+    return outcome
+
+
+@celery_app.task(name=EVALUATE_TASK, bind=True)
+def evaluate_model(self, evaluation_id: int) -> str:
+    """Rebuild a model file sent to `POST /api/models/evaluate` and test it on the lab's data."""
+    with shutdown.executing() as stopping:
+        if shutdown.worker_stopping.is_set() or stopping.is_set():
+            raise Reject(f"worker {self.request.hostname} is shutting down", requeue=True)
+        outcome = evaluate_stored(int(evaluation_id), self.request.hostname, get_settings())
+    log.info("model evaluation %s: %s", evaluation_id, outcome)
     return outcome

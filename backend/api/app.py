@@ -21,7 +21,7 @@ from backend.api.events import OpenStreams
 from backend.api.frontend import mount_frontend
 from backend.api.guard import BrowserGuard
 from backend.api.limits import RequestBodyLimit
-from backend.api.routers import config, datasets, experiments, health, runs, tags
+from backend.api.routers import config, datasets, experiments, health, models, runs, tags
 from backend.domain import migrate
 from backend.domain.db import make_engine
 from backend.domain.queue import make_celery
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BrowserGuard, settings=settings, script_hashes=script_hashes)
 
     api = APIRouter(prefix="/api")
-    for module in (runs, experiments, tags, health, config, datasets):
+    for module in (runs, experiments, tags, models, health, config, datasets):
         api.include_router(module.router)
     app.include_router(api)
     app.openapi = lambda: _openapi(app)

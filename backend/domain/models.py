@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -270,3 +271,28 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ModelEvaluation(Base):
+    """A model file sent to the lab to be rebuilt and evaluated by a worker on the lab's own data.
+
+    queued → running → succeeded | failed (backend.domain.evaluations). The file is kept with it
+    (a few kilobytes: θ_d, and P or B where trained), so the worker needs nothing but the id.
+    """
+
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    device: Mapped[str] = mapped_column(String(20))                   # as asked: cpu | cuda | cuda:N | auto
+    file: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))                   # of the whole file, as sent
+    config: Mapped[dict] = mapped_column(JSON)                        # the run config the file describes
+    recorded_test_acc: Mapped[float | None] = mapped_column(Float)    # as the run recorded it at export
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # test_acc, test_loss, device, sizes
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()

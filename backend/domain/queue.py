@@ -39,6 +39,8 @@ from celery import Celery
 from backend.domain.settings import Settings, get_settings
 
 TRAIN_TASK = "idlab.train_run"
+#: A model file rebuilt and evaluated on the lab's data (backend.domain.evaluations).
+EVALUATE_TASK = "idlab.evaluate_model"
 WEEK_SECONDS = 7 * 24 * 3600
 QUEUES = ("gpu", "cpu")
 BROKER_FOLDERS = ("queue", "processed", "control")

@@ -101,6 +101,14 @@ export function fmtBytes(bytes) {
   return `${value.toFixed(value < 10 && unit > 0 ? 2 : value < 100 && unit > 0 ? 1 : 0)} ${units[unit]}`;
 }
 
+/** A stored size as people read file sizes, in decimal units: 4.8 KB, 797 KB, 12 MB (model files, θ_D). */
+export function fmtFileSize(bytes) {
+  if (typeof bytes !== "number" || !Number.isFinite(bytes)) return "–";
+  if (bytes < 1000) return `${Math.round(bytes)} B`;
+  const [value, unit] = bytes < 1e6 ? [bytes / 1e3, "KB"] : [bytes / 1e6, "MB"];
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${unit}`;
+}
+
 export function fmtTime(iso) {
   if (!iso) return "–";
   const date = new Date(iso);

@@ -78,7 +78,7 @@ def rewritten(data: bytes, change) -> bytes:
     """The file with its header changed by `change` and its checksum made to match again."""
     header, payload = read_header(data)
     change(header)
-    header["sha256"] = export._digest(header, payload)
+    header["sha256"] = export.digest(header, payload)
     return export.MAGIC + json.dumps(header).encode() + b"\n" + payload
 
 

@@ -8,8 +8,8 @@ trained. For MNIST-FC (D = 199,210) at d = 750 that is 750 floats (3 KB) plus th
 probe (a file of 4.8 KB), against 797 KB for θ_D itself — the description length that d_int90 bounds
 (Li et al. 2018, §5).
 
-File (format 1): the line `idlab-subspace-model`, one line of JSON (the header), then the
-tensors' float32 bytes, little-endian, in the header's order. The header holds
+File (format 1, read without torch by `idlab.model_file`): the line `idlab-subspace-model`, one
+line of JSON (the header), then the tensors' float32 bytes, little-endian, in the header's order. The header holds
 
     format, torch       the file's format, and the torch that wrote it (for the message only)
     config              the run config, as stored
@@ -28,7 +28,6 @@ rounding of another device (CPU against CUDA) and nothing a different draw could
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -37,22 +36,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from idlab import metrics as M
+from idlab import model_file
 from idlab.config import RunConfig
+from idlab.model_file import BYTES_PER_WEIGHT, FORMAT, MAGIC, ModelFileError, digest, read_header  # noqa: F401
 from worker.subspace.network import SubspaceNetwork, build_network
 from worker.subspace.training import evaluate, resolve_device
 
-MAGIC = b"idlab-subspace-model\n"
-FORMAT = 1
 PROBE_ROWS = 16
 PROBE_TOLERANCE = 1e-4
-BYTES_PER_WEIGHT = 4
 #: The most a model file holds: θ_d is kilobytes, but a trained dense P is D×k floats.
 MAX_TRAINED_BYTES = 64 * 2**20
-
-
-class ModelFileError(ValueError):
-    """The file cannot be evaluated as the run it describes; the message says why and what to do."""
 
 
 @dataclass
@@ -96,33 +89,8 @@ def export_bytes(config: RunConfig, network: SubspaceNetwork, metrics: dict | No
               "from_run_stats": from_run_stats,
               "tensors": [{"name": n, "shape": list(t.shape)} for n, t in tensors.items()],
               "probe": probe(network), "metrics": _plain_metrics(metrics or {})}
-    header["sha256"] = _digest(header, payload)
+    header["sha256"] = digest(header, payload)
     return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
-
-
-def read_header(data: bytes) -> tuple[dict, bytes]:
-    """The header and the tensor bytes of a model file, checked against its sha256."""
-    if not data.startswith(MAGIC):
-        raise ModelFileError("not an idlab model file (it should begin with 'idlab-subspace-model'): export one "
-                             "from a succeeded subspace run")
-    line_end = data.find(b"\n", len(MAGIC))
-    if line_end < 0:
-        raise ModelFileError("the model file is cut short (no header line): export it again")
-    try:
-        header = json.loads(data[len(MAGIC):line_end])
-    except ValueError as error:
-        raise ModelFileError(f"the model file's header is not JSON ({error}): the file is damaged") from error
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        found = header.get("format") if isinstance(header, dict) else None
-        raise ModelFileError(f"model file format {found!r}, but this lab reads format {FORMAT}: evaluate it with "
-                             f"the lab version that wrote it (torch {header.get('torch', '?')}), or export the run "
-                             "again")
-    payload = data[line_end + 1:]
-    stated = header.pop("sha256", None)
-    if stated != _digest(header, payload):
-        raise ModelFileError("the model file's checksum does not match its contents: it was changed or damaged "
-                             "after export; export the run again")
-    return header, payload
 
 
 def load(data: bytes, device: str | torch.device = "cpu") -> tuple[RunConfig, SubspaceNetwork, dict]:
@@ -161,8 +129,7 @@ def evaluate_file(data: bytes, test_x: Tensor, test_y: Tensor, device: str = "cp
 
 def sizes(config: RunConfig, file_bytes: int) -> dict:
     """Stored bytes against the network's (θ_D as float32), and their ratio."""
-    network_bytes = config.D * BYTES_PER_WEIGHT
-    return {M.MODEL_BYTES: file_bytes, M.NETWORK_BYTES: network_bytes, M.COMPRESSION: network_bytes / file_bytes}
+    return model_file.sizes(config.D, file_bytes)
 
 
 def read(path: str | Path) -> bytes:
@@ -180,12 +147,6 @@ def _check_probe(exported: dict, rebuilt: dict) -> None:
     if not math.isclose(exported["norm"], rebuilt["norm"], rel_tol=PROBE_TOLERANCE):
         raise ModelFileError("rebuilt from its seed, ‖θ_D‖ differs from the exported network's: the engine changed "
                              "since export")
-
-
-def _digest(header: dict, payload: bytes) -> str:
-    digest = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
-    digest.update(payload)
-    return digest.hexdigest()
 
 
 def _plain_metrics(metrics: dict) -> dict:

@@ -134,6 +134,7 @@ class SummaryPoint(BaseModel):
     mean: float
     std: float
     n: int = Field(description="Succeeded runs with a test accuracy at this d (the seeds behind the mean).")
+    model_bytes: float | None = Field(None, description="Mean size of these runs' model files (subspace runs).")
 
 
 class ExcludedRuns(BaseModel):
@@ -170,6 +171,10 @@ class SummaryGroup(BaseModel):
     baseline: float | None
     threshold: float | None
     D: int | None
+    network_bytes: int | None = Field(None, description="θ_D as float32: D × 4 bytes.")
+    d_int90_model_bytes: float | None = Field(None, description=(
+        "Mean model-file size of the runs at d_int90: the network stored as its config, seed and θ_d."))
+    d_int90_compression: float | None = Field(None, description="network_bytes / d_int90_model_bytes.")
     counts: dict[str, int] = Field(description="The group's runs per status.")
     excluded: ExcludedRuns
     not_converged: bool = Field(description="Some succeeded run's best test accuracy came at its last epoch: it "

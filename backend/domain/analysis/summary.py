@@ -12,6 +12,10 @@ succeeded run's best test accuracy came at its last epoch (final test_acc ≥
 best_test_acc): it was still improving, so more epochs could move the curve
 (`not_converged_run_ids` names those runs).
 
+Each point also carries the mean size of its runs' model files, and the group the
+size at d_int90 against θ_D's (`d_int90_model_bytes`, `network_bytes`,
+`d_int90_compression`): the compressed description d_int90 bounds.
+
 The baseline is the experiment's global number, or else ("individual") the mean
 final test accuracy of its succeeded direct-training runs that match the group on
 the fields direct training depends on; until one has succeeded it is None, and so
@@ -34,6 +38,8 @@ import numpy as np
 from backend.domain.analysis import intrinsic_dimension
 from backend.domain.grid import BASELINE, MEMBER, SUBSPACE_ONLY
 from backend.domain.models import CANCELLED, DIVERGED, FAILED, SUCCEEDED, Experiment, Run
+from idlab.metrics import MODEL_BYTES, NETWORK_BYTES
+from idlab.model_file import BYTES_PER_WEIGHT
 
 FRACTION = 0.9
 N_BOOTSTRAP = 1000
@@ -99,8 +105,24 @@ def _group(runs: list[Run], baseline: float | None) -> dict:
                                              confidence=CONFIDENCE, method=METHOD)
         estimate = {key: report[key] for key in ESTIMATE}
     unconverged = [run.id for run in succeeded if _best_at_last_epoch(run)]
-    return {**estimate, "D": runs[0].D, "counts": dict(Counter(run.status for run in runs)),
-            "excluded": _excluded(runs), "not_converged": bool(unconverged), "not_converged_run_ids": unconverged}
+    return {**estimate, **_sizes(succeeded, estimate, runs[0].D), "D": runs[0].D,
+            "counts": dict(Counter(run.status for run in runs)), "excluded": _excluded(runs),
+            "not_converged": bool(unconverged), "not_converged_run_ids": unconverged}
+
+
+def _sizes(succeeded: list[Run], estimate: dict, D: int | None) -> dict:
+    """The model file's bytes at every point (mean over its runs) and at d_int90, against θ_D's D × 4 bytes:
+    the description length d_int90 bounds, as stored (docs/model-files.md)."""
+    by_d: dict = {}
+    for run in succeeded:
+        if (size := _finite((run.final_metrics or {}).get(MODEL_BYTES))) is not None:
+            by_d.setdefault(run.config["d"], []).append(size)
+    for point in estimate["points"]:
+        point[MODEL_BYTES] = float(np.mean(by_d[point["d"]])) if point["d"] in by_d else None
+    network_bytes = D * BYTES_PER_WEIGHT if D else None
+    at_d_int90 = next((p[MODEL_BYTES] for p in estimate["points"] if p["d"] == estimate["d_int90"]), None)
+    return {NETWORK_BYTES: network_bytes, "d_int90_model_bytes": at_d_int90,
+            "d_int90_compression": network_bytes / at_d_int90 if network_bytes and at_d_int90 else None}
 
 
 def _excluded(runs: list[Run]) -> dict[str, int]:

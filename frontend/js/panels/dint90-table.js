@@ -1,15 +1,19 @@
 // The d_int90 table: per group, how many runs finished and were left out, the baseline and threshold,
-// d_int90 (first grid d, interpolated, interval) and D / d_int90.
+// d_int90 (first grid d, interpolated, interval), D / d_int90, and the model file at d_int90 against θ_D's bytes.
 
-import { PALETTE, fmtInt, fmtNum, fmtPct, h, setText } from "../dom.js";
+import { PALETTE, fmtFileSize, fmtInt, fmtNum, fmtPct, h, setText } from "../dom.js";
 import { isFinished } from "../statuses.js";
 import {
   EXCLUDED_HELP, NOT_CONVERGED_HELP, dint90Text, excludedText, groupLabel, intervalMethodText, intervalText,
 } from "../summary-text.js";
 
+const MODEL_FILE_HELP = "mean size of the model files of the runs at d_int90 (config, seed and θ_d: " +
+  "`idlab evaluate FILE` rebuilds the network), against θ_D stored as D float32s";
+
 const COLUMNS = [["Group"], ["Finished", ".num"], ["Left out", ".num", EXCLUDED_HELP], ["Baseline", ".num"], ["Threshold", ".num"],
   ["d_int90", ".num"], ["Interpolated", ".num", "interpolated linearly in log d between the grid points that bracket the threshold"],
-  ["Interval", ".num"], ["D", ".num"], ["D / d_int90", ".num"]];
+  ["Interval", ".num"], ["D", ".num"], ["D / d_int90", ".num"],
+  ["Model file", ".num", MODEL_FILE_HELP], ["Compression", ".num", "θ_D's bytes (D × 4) over the model file's at d_int90"]];
 
 function notConvergedChip(group) {
   if (!group.not_converged) return null;
@@ -37,7 +41,18 @@ function dint90Row(group, index, summary) {
     h("td.num", intervalText(group)),
     h("td.num", fmtInt(group.D)),
     // d_int90 ≤ d_min makes D / d_int90 a lower bound
-    h("td.num", reached && group.D ? `${group.d_int90_at_min ? "≥ " : ""}${fmtNum(group.D / group.d_int90, 4)}×` : "–"));
+    h("td.num", reached && group.D ? `${group.d_int90_at_min ? "≥ " : ""}${fmtNum(group.D / group.d_int90, 4)}×` : "–"),
+    ...modelFileCells(group));
+}
+
+/** The model file at d_int90, "4.8 KB of 797 KB", and the ratio; dashes until d_int90 has runs with files. */
+function modelFileCells(group) {
+  const bytes = group.d_int90_model_bytes, ratio = group.d_int90_compression;
+  return [
+    h("td.num", { dataset: { modelBytes: bytes ?? "" }, title: MODEL_FILE_HELP },
+      typeof bytes === "number" ? `${fmtFileSize(bytes)} of ${fmtFileSize(group.network_bytes)}` : "–"),
+    h("td.num", { dataset: { compression: ratio ?? "" } }, typeof ratio === "number" ? `${fmtNum(ratio, 3)}×` : "–"),
+  ];
 }
 
 /** The panel: { node, update(summary) }. */

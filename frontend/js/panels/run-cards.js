@@ -1,7 +1,7 @@
 // The run page's cards: where training is (epoch, step), its latest metrics, the sizes (D, k, d, D / d),
 // its duration (counted here while it runs: the event stream carries none) and its attempt.
 
-import { fmtDuration, fmtInt, fmtNum, fmtPct, h, setText } from "../dom.js";
+import { fmtDuration, fmtFileSize, fmtInt, fmtNum, fmtPct, h, setText } from "../dom.js";
 
 const CARDS = [["epoch", "Epoch"], ["step", "Step"], ["train_loss", "Train loss"], ["train_acc", "Train acc"],
   ["test_acc", "Test acc"], ["best", "Best test acc"], ["D", "D"], ["k", "k"], ["d", "d"],
@@ -13,13 +13,6 @@ export function liveDuration(run) {
   return run.duration_seconds;
 }
 
-/** Bytes as people read them: 4.8 KB, 797 KB, 12 MB. */
-function fmtBytes(bytes) {
-  if (bytes < 1000) return `${bytes} B`;
-  const [value, unit] = bytes < 1e6 ? [bytes / 1e3, "KB"] : [bytes / 1e6, "MB"];
-  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${unit}`;
-}
-
 /** The model file's size against θ_D's, and its download (GET /api/runs/{id}/model), once the run has one. */
 function paintModel(box, run) {
   const f = run.final_metrics || {};
@@ -27,9 +20,9 @@ function paintModel(box, run) {
   box.replaceChildren(
     h("a", { href: `/api/runs/${run.id}/model`, download: "", dataset: { action: "download-model" },
       title: "Config, seed and trained tensors: `idlab evaluate FILE` rebuilds the network and reproduces its test accuracy" },
-      fmtBytes(f.model_bytes)),
+      fmtFileSize(f.model_bytes)),
     h("span.faint", { dataset: { compression: "" } },
-      ` vs ${fmtBytes(f.network_bytes)} · ${fmtNum(f.compression, 3)}× smaller`));
+      ` vs ${fmtFileSize(f.network_bytes)} · ${fmtNum(f.compression, 3)}× smaller`));
 }
 
 /** The cards: { node, update(run), destroy() }. */
