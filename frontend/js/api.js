@@ -48,13 +48,14 @@ export function url(path, query = {}) {
 
 export async function api(path, { method = "GET", body, query, signal } = {}) {
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const raw = body instanceof Blob;   // a file (a model file), sent as it is
+  if (body !== undefined) headers["Content-Type"] = raw ? "application/octet-stream" : "application/json";
   const token = getToken();
   if (token && method !== "GET") headers.Authorization = `Bearer ${token}`;
   const target = url(path, query);
   let response;
   try {
-    response = await fetch(target, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    response = await fetch(target, { method, headers, body: body === undefined || raw ? body : JSON.stringify(body), signal });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, null, target);

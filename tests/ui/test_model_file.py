@@ -58,3 +58,19 @@ def file_size(size: float) -> str:
 def significant(value: float) -> str:
     """dom.js's fmtNum(value, 3) for a ratio: three significant digits, no trailing zeros."""
     return f"{float(f'{value:.3g}'):g}"
+
+
+def test_the_run_page_checks_its_model_file_on_a_worker(page, lab, screenshots):
+    run_id = lab.post("/api/runs", {**TINY, "seed": 7})["id"]
+    lab.wait(lambda: lab.get(f"/api/runs/{run_id}")["status"] == "succeeded", 120, f"run {run_id} to succeed")
+    recorded = lab.get(f"/api/runs/{run_id}")["final_metrics"]["test_acc"]
+
+    page.goto(f"{lab.url}/#/runs/{run_id}")
+    page.locator("[data-action=check-model]").click()
+    page.wait_for_selector("[data-model-check=reproduced], [data-model-check=differs], [data-model-check=failed], "
+                           "[data-model-check=error]", timeout=120_000)
+
+    answer = page.locator("[data-model-check]")
+    assert answer.get_attribute("data-model-check") == "reproduced", answer.inner_text()
+    assert "the recorded accuracy, exactly" in answer.inner_text() and f"{100 * recorded:.2f}" in answer.inner_text()
+    page.locator(".cards").screenshot(path=screenshots / "run-model-check.png")

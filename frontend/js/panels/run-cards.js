@@ -2,6 +2,7 @@
 // its duration (counted here while it runs: the event stream carries none) and its attempt.
 
 import { fmtDuration, fmtFileSize, fmtInt, fmtNum, fmtPct, h, setText } from "../dom.js";
+import { modelCheck } from "./model-check.js";
 
 const CARDS = [["epoch", "Epoch"], ["step", "Step"], ["train_loss", "Train loss"], ["train_acc", "Train acc"],
   ["test_acc", "Test acc"], ["best", "Best test acc"], ["D", "D"], ["k", "k"], ["d", "d"],
@@ -13,8 +14,9 @@ export function liveDuration(run) {
   return run.duration_seconds;
 }
 
-/** The model file's size against θ_D's, and its download (GET /api/runs/{id}/model), once the run has one. */
-function paintModel(box, run) {
+/** The model file's size against θ_D's, its download (GET /api/runs/{id}/model) and its check on a worker,
+ * once the run has one. */
+function paintModel(box, run, check) {
   const f = run.final_metrics || {};
   if (typeof f.model_bytes !== "number") { setText(box, "–"); return; }
   box.replaceChildren(
@@ -22,14 +24,15 @@ function paintModel(box, run) {
       title: "Config, seed and trained tensors: `idlab evaluate FILE` rebuilds the network and reproduces its test accuracy" },
       fmtFileSize(f.model_bytes)),
     h("span.faint", { dataset: { compression: "" } },
-      ` vs ${fmtFileSize(f.network_bytes)} · ${fmtNum(f.compression, 3)}× smaller`));
+      ` vs ${fmtFileSize(f.network_bytes)} · ${fmtNum(f.compression, 3)}× smaller`),
+    check.node);
 }
 
 /** The cards: { node, update(run), destroy() }. */
 export function runCards() {
   const values = Object.fromEntries(CARDS.map(([key]) => [key, h("div.v")]));
   const node = h("div.cards", CARDS.map(([key, label]) => h("div.card", h("div.k", label), values[key])));
-  let run = null;
+  let run = null, check = null;
   const ticker = setInterval(() => { if (run?.status === "running") setText(values.duration, fmtDuration(liveDuration(run))); }, 1000);
 
   function update(next) {
@@ -48,7 +51,8 @@ export function runCards() {
     setText(values.ratio, run.D && run.d ? `${fmtNum(run.D / run.d, 3)}×` : "–");
     setText(values.duration, fmtDuration(liveDuration(run)));
     setText(values.attempt, String(run.attempt ?? "–"));
-    paintModel(values.model, run);
+    check = check || modelCheck(run.id);
+    paintModel(values.model, run, check);
   }
 
   return { node, update, destroy() { clearInterval(ticker); } };
