@@ -12,6 +12,7 @@ import { loadPlotly } from "./charts.js";
 import { h } from "./dom.js";
 import { live } from "./live.js";
 import { accuracyPanel } from "./panels/accuracy-vs-d.js";
+import { compareSelectionBar } from "./panels/compare-selection.js";
 import { convergenceOverlayPanel } from "./panels/convergence-overlay.js";
 import { dint90TablePanel } from "./panels/dint90-table.js";
 import { experimentHead } from "./panels/experiment-head.js";
@@ -82,11 +83,13 @@ class ExperimentView {
     this.table = new RunTable({
       // Every run of the experiment, archived or not (nor hidden when the experiment itself is archived).
       filters: { experiment_id: id, archived: "all" }, showFilters: false, showExperiment: false, selectable: true, limit: 100,
-      selection, onSelection: () => { this.userSelected = true; this.overlay.redraw(); },
+      selectTitle: "Tick to overlay this run's curves, or to compare it",
+      selection, onSelection: () => { this.userSelected = true; this.compareBar.paint(); this.overlay.redraw(); },
     });
+    this.compareBar = compareSelectionBar(this.table);
     this.schedule = redrawScheduler((what) => (this.closed ? null : what === "all" ? this.refresh(true) : this.overlay.redraw()));
     root.append(...this.head.nodes, this.tagsNotes.node, this.accuracy.node, ...(this.search ? [this.search.node] : []), this.dint90.node,
-      h("div.grid2", this.overlay.node, this.distributions.node), h("div.panel", h("div.panel-head", h("h2", "Runs")), this.table.node));
+      h("div.grid2", this.overlay.node, this.distributions.node), h("div.panel", h("div.panel-head", h("h2", "Runs"), this.compareBar.node), this.table.node));
   }
 
   /** The summary, drawn in every panel that shows it (the last one read is kept when it cannot be read). */
@@ -119,7 +122,7 @@ class ExperimentView {
       await this.drawSummary();
       const data = { summary: this.summary, runsById: this.runsById };
       this.overlay.update(data);
-      if (!this.userSelected && this.overlay.chooseDefault()) this.table.paintSelection();
+      if (!this.userSelected && this.overlay.chooseDefault()) { this.table.paintSelection(); this.compareBar.paint(); }
       await Promise.all([this.overlay.redraw(), this.distributions.update(data)]);
     } else if (running && this.table.selection.size) {
       this.runsById = await experimentRuns(this.experiment);

@@ -39,12 +39,12 @@ function progressFraction(run) {
  * Column definitions: a header, the cell's static content (cloned from one template row), how to
  * update it from a run, and a sort value. Clicks and ticks are handled once, on the table body.
  */
-function columns({ selectable, showExperiment, selection }) {
+function columns({ selectable, selectTitle, showExperiment, selection }) {
   const cols = [];
   if (selectable) {
     cols.push({
       key: "select", label: "",
-      tpl: () => h("input", { type: "checkbox", title: "Overlay this run's curves" }),
+      tpl: () => h("input", { type: "checkbox", title: selectTitle || "Overlay this run's curves" }),
       update: (td, run) => { const box = td.firstChild; const on = selection.has(run.id); if (box.checked !== on) box.checked = on; },
     });
   }
@@ -135,7 +135,8 @@ function columns({ selectable, showExperiment, selection }) {
 /**
  * A live table of runs.
  * options: filters {status:[], experiment_id, role, config:{field:[values]}, archived, tag:[]}, limit, offset, sort,
- *          selectable, showExperiment, syncUrl, showFilters, onRuns(runs, changed), onSelection(ids)
+ *          selectable, selectTitle (the tick's tooltip), showExperiment, syncUrl, showFilters, onRuns(runs, changed),
+ *          onSelection(ids)
  */
 export class RunTable {
   constructor(options = {}) {
@@ -149,7 +150,7 @@ export class RunTable {
     this.selection = options.selection instanceof Set ? options.selection : new Set(options.selection || []);
     this.total = 0;
     this.sequence = 0;
-    this.cols = columns({ selectable: options.selectable, showExperiment: options.showExperiment !== false, selection: this.selection });
+    this.cols = columns({ selectable: options.selectable, selectTitle: options.selectTitle, showExperiment: options.showExperiment !== false, selection: this.selection });
     this.rowTemplate = h("tr", this.cols.map((col) => h(`td${col.num ? ".num" : ""}`, { dataset: { col: col.key } }, col.tpl ? col.tpl() : null)));
     this.node = h("div.run-table");
     this.build();
