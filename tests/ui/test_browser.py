@@ -224,6 +224,7 @@ def test_accuracy_vs_d_chart_and_the_experiment_page(page, lab, screenshots):
     assert layout["xaxis"]["type"] == "log"
     assert len(layout["shapes"]) >= 2, "baseline and threshold lines"
     assert page.locator("table.dint tbody tr").count() == 2
+    assert page.locator("[data-action=cancel-remaining]").is_hidden(), "nothing is left to cancel"
     summary = lab.get(f"/api/experiments/{experiment_id}/summary")
     note = page.locator("[data-section=dint90] [data-interval-method]")
     assert note.get_attribute("data-interval-method") == summary["d_int90_method"] == "student_t"

@@ -32,11 +32,13 @@ export function experimentHead(initial, { onCancelled }) {
   const countsBox = h("span.nowrap");
   const archivedTag = h("span.tag.hidden", { title: "Hidden from the experiments and runs lists" }, "archived");
   const archiveButton = h("button", { onclick: toggleArchived, dataset: { action: "archive" } });
+  const cancelButton = h("button.danger", { onclick: cancelRemaining, dataset: { action: "cancel-remaining" },
+    title: "Cancel every queued or running run of this experiment" }, "Cancel remaining");
   const head = h("div.page-head",
     h("h1", experiment.name), h("span.muted", `#${experiment.id} · ${fmtTime(experiment.created_at)}`), archivedTag, countsBox,
     h("div.actions", exportLink(experiment.id, "csv"), exportLink(experiment.id, "json"),
       h("a.btn", { href: `#/new?clone_experiment=${experiment.id}` }, "Clone into form"),
-      h("button.danger", { onclick: cancelRemaining, title: "Cancel every queued or running run of this experiment" }, "Cancel remaining"),
+      cancelButton,
       archiveButton,
       h("button.danger", { onclick: deleteExperiment, dataset: { action: "delete" }, title: "Delete this experiment, its runs and their curves" }, "Delete")));
 
@@ -46,6 +48,8 @@ export function experimentHead(initial, { onCancelled }) {
     archiveButton.title = experiment.archived ? "Show this experiment and its runs in the lists again"
       : "Hide this experiment and its runs from the lists (nothing is deleted)";
     const counts = experiment.counts || {};
+    // Shown only while something is left to cancel.
+    cancelButton.classList.toggle("hidden", !Object.entries(counts).some(([status, n]) => n > 0 && !isFinished(status)));
     countsBox.replaceChildren(...statusCounts(counts, experiment.run_count ?? Object.values(counts).reduce((a, b) => a + b, 0)));
   }
 
