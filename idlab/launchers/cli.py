@@ -30,6 +30,7 @@ from idlab.config import FROM_RUN_PATTERN, RunConfig, validation_messages
 
 EXIT_INVALID = 2
 EXIT_RUN_FAILED = 1
+EXIT_MISSING_PACKAGE = 3
 
 
 def _is_sequence(annotation: Any) -> bool:
@@ -324,9 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The lab's own packages: a module of theirs that is missing is a broken checkout, not a missing extra.
+OWN_PACKAGES = ("idlab", "backend", "worker")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ModuleNotFoundError as missing:
+        top = (missing.name or "").split(".")[0]
+        if not top or top in OWN_PACKAGES:
+            raise
+        # A client-only install (`idlab[client]`) has the command but not the lab it starts.
+        print(f"idlab {args.command}: needs {top}, which this installation lacks: install the lab with "
+              f"pip install 'idlab[server,engine]' (a worker and `idlab serve` need both; the client only "
+              f"'idlab[client]')", file=sys.stderr)
+        return EXIT_MISSING_PACKAGE
 
 
 if __name__ == "__main__":

@@ -57,3 +57,9 @@ def test_the_client_extra_installs_no_server_or_engine_package(tmp_path):
     imported = subprocess.run([str(python), "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert imported.returncode == 0, imported.stderr
     assert str(venv) in imported.stdout, f"idlab imported from {imported.stdout.strip()}, not the fresh install"
+
+    # The `idlab` command comes with it; what needs the server says which install it needs.
+    serve = subprocess.run([str(venv / "bin" / "idlab"), "serve"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert serve.returncode == 3 and "pip install 'idlab[server,engine]'" in serve.stderr, serve.stderr[-2000:]
+    assert "Traceback" not in serve.stderr
