@@ -131,7 +131,7 @@ def parameter_shapes(
     """
     spec = dataset_spec(dataset)
     if (plugin := plugins.model_plugin(model)) is not None:
-        return checked_shapes(model, plugin.parameter_shapes(spec.input_shape, spec.classes))
+        return checked_shapes(model, plugin_call(model, plugin.parameter_shapes, spec.input_shape, spec.classes))
     shapes: list[tuple[str, tuple[int, ...]]] = []
     if model == "fc":
         sizes = [spec.channels * spec.height * spec.width, *fc_widths, spec.classes]
@@ -159,6 +159,18 @@ def parameter_shapes(
     raise ValueError(f"unknown model {model!r}")
 
 
+def plugin_call(model: str, function: Any, input_shape: tuple[int, int, int], classes: int) -> Any:
+    """A model plugin's description function at these inputs; its ValueError as is (the model cannot take them),
+    any other error as a ValueError that names the plugin, so a faulty plugin is a refused run, not a crash."""
+    try:
+        return function(input_shape, classes)
+    except ValueError:
+        raise
+    except Exception as problem:
+        raise ValueError(f"model plugin {model!r} failed to describe itself for inputs {input_shape} and {classes} "
+                         f"classes: {type(problem).__name__}: {problem}") from problem
+
+
 def checked_shapes(model: str, shapes: Any) -> list[tuple[str, tuple[int, ...]]]:
     """A plugin's parameter shapes as [(name, (int, …))], each name unique and each size positive."""
     try:
@@ -180,7 +192,7 @@ def activations_per_example(model: str, dataset: str, fc_widths: list[int] | tup
     if (plugin := plugins.model_plugin(model)) is not None:
         if plugin.activations_per_example is None:
             return inputs + spec.classes
-        return int(plugin.activations_per_example(spec.input_shape, spec.classes))
+        return int(plugin_call(model, plugin.activations_per_example, spec.input_shape, spec.classes))
     if model == "fc":
         return inputs + 2 * sum(fc_widths) + spec.classes            # pre-activation and ReLU output per layer
     c1, c2 = LENET_CHANNELS
@@ -354,6 +366,7 @@ class RunConfig(BaseModel):
         context = info.context or {}
         try:
             self.parameter_shapes()
+            self.activation_bytes()
         except ValueError as unusable:      # the model cannot take this dataset's inputs: no size is known
             errors = [("model", str(unusable))]
         else:

@@ -169,7 +169,7 @@ def _register(entry: metadata.EntryPoint, kind: type, reserved: tuple[str, ...],
     torch_before = "torch" in sys.modules
     try:
         plugin = entry.load()
-    except Exception as problem:
+    except (Exception, SystemExit) as problem:      # a module that calls sys.exit() on import must not end the lab
         raise ValueError(f"loading {entry.value} failed: {type(problem).__name__}: {problem}") from problem
     if not isinstance(plugin, kind):
         raise ValueError(f"{entry.value} is a {type(plugin).__name__}, not an idlab.plugins.{kind.__name__}")

@@ -219,6 +219,29 @@ def test_a_model_vmap_cannot_evaluate_trains_alone_and_a_dataset_of_another_shap
             load_dataset(RunConfig(model="fc", dataset="wrong_shape", d=5), None)
 
 
+def test_a_description_that_fails_refuses_its_runs_on_the_field_model(tmp_path):
+    spec = """
+        from idlab.plugins import ModelPlugin
+        divides = ModelPlugin(description="divides by zero", parameter_shapes=lambda s, c: [("w", (c // 0,))],
+                              build="plugin_fixture_faulty:Nothing")
+        negative = ModelPlugin(description="a negative size", parameter_shapes=lambda s, c: [("w", (c, -1))],
+                               build="plugin_fixture_faulty:Nothing")
+        exits = ModelPlugin(description="fine", parameter_shapes=lambda s, c: [("w", (c, 1))],
+                            build="plugin_fixture_faulty:Nothing", activations_per_example=lambda s, c: 1 / 0)
+    """
+    folder = write_distribution(tmp_path / "site", "faulty-plugin", "0.1", {"idlab.models": {
+        name: f"plugin_fixture_faulty:{name}" for name in ("divides", "negative", "exits")}},
+        {"plugin_fixture_faulty": spec})
+    with plugins_installed(folder):
+        for model, words in (("divides", "failed to describe itself for inputs (1, 28, 28) and 10 classes: "
+                                         "ZeroDivisionError"), ("negative", "sizes positive"),
+                             ("exits", "failed to describe itself")):
+            with pytest.raises(ValidationError) as refused:
+                RunConfig(model=model, dataset="synthetic", d=1)
+            (error,) = refused.value.errors()
+            assert error["loc"] == ("model",) and words in error["msg"], error
+
+
 def test_a_module_with_buffers_is_refused_when_built(example, tmp_path):
     module = """
         import torch
