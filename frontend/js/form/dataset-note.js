@@ -1,7 +1,7 @@
 // Beside the dataset field: whether the chosen datasets' files are in the lab's data directory, will be
 // downloaded on first use, or are missing (GET /api/datasets).
 
-import { h, setText } from "../dom.js";
+import { choiceNote } from "./choice-note.js";
 
 /** "mnist — present", "cifar10 — downloads on first use (170 MB)": a dataset as GET /api/datasets reports it. */
 function datasetState(state, name) {
@@ -16,17 +16,6 @@ function datasetState(state, name) {
 
 /** The note under the dataset input: { node, paint() } (reads what the input holds). */
 export function datasetNote(input, states) {
-  const node = h("div.help", { dataset: { datasetStatus: "" } });
-  function paint() {
-    if (!input || !states.length) return;
-    let chosen = [];
-    try { const r = input.read(); chosen = input.swept ? r.values : [r.value]; } catch { /* nothing chosen yet */ }
-    setText(node, chosen.map((name) => datasetState(states.find((d) => d.name === name), name)).join(" · "));
-  }
-  if (input) {
-    input.node.append(node);
-    input.node.addEventListener("change", paint);
-  }
-  paint();
-  return { node, paint };
+  return choiceNote(input, { datasetStatus: "" }, (name) => datasetState(states.find((d) => d.name === name), name),
+    () => states.length > 0);
 }

@@ -1,7 +1,7 @@
 // Under the model and dataset fields: what the chosen name is — its description and, for a plugin, the
 // package and version that provide it (GET /api/config/plugins lists the built-ins and the plugins).
 
-import { h, setText } from "../dom.js";
+import { choiceNote } from "./choice-note.js";
 
 /** "residual_cnn — plugin idlab-plugin-example 0.1.0: Residual CNN: …"; a built-in: "fc — built in: …". */
 function describeInstalled(entry, name) {
@@ -13,17 +13,6 @@ function describeInstalled(entry, name) {
 
 /** The note under a model or dataset input: { node, paint() }; `installed` is the list GET /api/config/plugins gives. */
 export function installedNote(input, installed, kind) {
-  const node = h("div.help", { dataset: { installedNote: kind } });
-  function paint() {
-    if (!input || !installed.length) return;
-    let chosen = [];
-    try { const r = input.read(); chosen = input.swept ? r.values : [r.value]; } catch { /* nothing chosen yet */ }
-    setText(node, chosen.map((name) => describeInstalled(installed.find((e) => e.name === name), name)).join(" · "));
-  }
-  if (input) {
-    input.node.append(node);
-    input.node.addEventListener("change", paint);
-  }
-  paint();
-  return { node, paint };
+  return choiceNote(input, { installedNote: kind },
+    (name) => describeInstalled(installed.find((e) => e.name === name), name), () => installed.length > 0);
 }
