@@ -103,3 +103,18 @@ def test_an_engine_that_draws_theta_0_differently_is_refused(monkeypatch):
 def test_a_direct_run_has_no_model_file():
     _, _, result = trained(method="direct")
     assert result.model is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("trained_on", "evaluated_on"), [("cpu", "cuda"), ("cuda", "cpu"), ("cuda", "cuda")])
+def test_a_model_file_evaluates_alike_on_cpu_and_cuda(trained_on, evaluated_on):
+    """Exactly on the device it trained on; within 1e-4 across devices (a rounding, never another network)."""
+    config, splits, result = trained(device=trained_on, test_size=2048)
+
+    evaluation = evaluate_file(result.model, splits.test_x, splits.test_y, evaluated_on)
+
+    assert evaluation.device.startswith(evaluated_on)
+    if trained_on == evaluated_on:
+        assert evaluation.test_acc == result.metrics["test_acc"]
+    assert abs(evaluation.test_acc - result.metrics["test_acc"]) <= 1e-4
+    assert evaluation.test_loss == pytest.approx(result.metrics["test_loss"], rel=1e-4)
