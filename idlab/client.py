@@ -736,8 +736,8 @@ class _Deadline:
 #: The run columns of runs(), in the order of the API's export (backend.domain.analysis.export.RUN_COLUMNS), plus
 #: what only a live run has.
 RUN_COLUMNS = ("run_id", "experiment_id", "role", "status", "attempt", "D", "k", "d", "created_at", "started_at",
-               "finished_at", "duration_seconds", "error", "queued_at", "heartbeat_at", "worker", "cancel_requested",
-               "tags")
+               "finished_at", "duration_seconds", "error", "tags", "notes", "queued_at", "heartbeat_at", "worker",
+               "cancel_requested")
 
 
 def _run_row(run: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from sqlalchemy import func, select
@@ -246,6 +247,9 @@ def test_summary_with_a_global_baseline(client, sessions):
 
 def test_export_csv_and_json(client, sessions):
     body, runs = sweep_with_results(client, sessions, baseline=False)
+    tagged = client.patch(f"/api/runs/{body['run_ids'][0]}", json={"tags": ["seed-check", "Baseline"],
+                                                                   "notes": "=1+1 is text, not a formula"})
+    assert tagged.status_code == 200, tagged.text
     response = client.get(f"/api/experiments/{body['id']}/export", params={"format": "csv"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.headers["content-disposition"] == f'attachment; filename="experiment-{body["id"]}.csv"'
@@ -255,6 +259,7 @@ def test_export_csv_and_json(client, sessions):
     run = runs[body["run_ids"][0]]
     assert row["config.augmentation"] == run.config["augmentation"] and int(row["config.d"]) == run.config["d"]
     assert row["config.fc_widths"] == "[200, 200]" and row["status"] == "succeeded"
+    assert json.loads(row["tags"]) == ["Baseline", "seed-check"] and row["notes"] == "'=1+1 is text, not a formula"
     assert float(row["final.test_acc"]) == ACCURACY[(run.config["augmentation"], run.config["d"])][run.config["seed"]]
     failed = next(r for r in table if r["status"] == "failed")
     assert failed["final.test_acc"] == "" and failed["error"] == "diverged early"
@@ -264,4 +269,7 @@ def test_export_csv_and_json(client, sessions):
     data = as_json.json()
     assert len(data["rows"]) == 12 and "config.lr" in data["columns"] and "final.test_loss" in data["columns"]
     assert data["rows"][0]["config.fc_widths"] == [200, 200]
+    first = next(r for r in data["rows"] if r["run_id"] == body["run_ids"][0])
+    assert first["tags"] == ["Baseline", "seed-check"] and first["notes"] == "=1+1 is text, not a formula"
+    assert all(r["tags"] == [] for r in data["rows"] if r is not first)
     assert client.get(f"/api/experiments/{body['id']}/export", params={"format": "xml"}).status_code == 422

@@ -282,7 +282,8 @@ def export_experiment(experiment_id: ExperimentId, session: SessionDep,
     """One row per run: its status and sizes, `config.<field>` for every run-config field and
     `final.<metric>` for every final metric. Served as an attachment."""
     get_experiment(session, experiment_id)
-    runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)).all()
+    runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)
+                           .options(selectinload(Run.tag_rows))).all()
     columns, table = export.rows(runs)
     filename = f"experiment-{experiment_id}.{format}"
     if format == "csv":

@@ -1,6 +1,6 @@
 """An experiment's runs as flat rows — config and final metrics side by side — for CSV or JSON.
 
-Columns: the run's own fields, then `config.<field>` for every run-config field,
+Columns: the run's own fields (its tags and notes among them), then `config.<field>` for every run-config field,
 then `final.<metric>` for every final metric any run reported. In CSV, list values
 (fc_widths, adam_betas, …) are written as JSON text; in JSON they stay lists.
 """
@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 from backend.domain import lifecycle
 from backend.domain.models import Run
+from backend.domain.tags import tags_of
 from idlab.config import RunConfig
 
 RUN_COLUMNS = ("run_id", "experiment_id", "role", "status", "attempt", "D", "k", "d", "created_at",
-               "started_at", "finished_at", "duration_seconds", "error")
+               "started_at", "finished_at", "duration_seconds", "error", "tags", "notes")
 
 
 def rows(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
@@ -33,7 +34,7 @@ def rows(runs: Sequence[Run]) -> tuple[list[str], list[dict]]:
             "attempt": run.attempt, "D": run.D, "k": run.k, "d": run.d,
             "created_at": _time(run.created_at), "started_at": _time(run.started_at),
             "finished_at": _time(run.finished_at), "duration_seconds": lifecycle.duration_seconds(run),
-            "error": run.error,
+            "error": run.error, "tags": tags_of(run), "notes": run.notes,
         }
         row |= {f"config.{name}": run.config.get(name) for name in config_fields}
         row |= {f"final.{name}": (run.final_metrics or {}).get(name) for name in metrics}
