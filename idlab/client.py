@@ -62,7 +62,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from idlab.config import DATASETS, DEFAULT_DENSE_BUDGET_MB, DEFAULT_MEMORY_BUDGET_MB, RunConfig, validation_context
+from idlab.config import (
+    DEFAULT_DENSE_BUDGET_MB,
+    DEFAULT_MEMORY_BUDGET_MB,
+    RunConfig,
+    dataset_spec,
+    validation_context,
+)
 from idlab.statuses import FINISHED
 
 if TYPE_CHECKING:
@@ -803,9 +809,10 @@ def _pandas():
 
 
 def _total_steps(config: Mapping[str, Any]) -> int | None:
-    """Training steps of a run: epochs × ⌈training examples / batch size⌉ (None for an unknown dataset)."""
-    spec = DATASETS.get(config.get("dataset"))
-    if spec is None:
+    """Training steps of a run: epochs × ⌈training examples / batch size⌉ (None for a dataset not installed here)."""
+    try:
+        spec = dataset_spec(config.get("dataset"))
+    except ValueError:
         return None
     examples = min(config.get("train_size") or spec.train_size, spec.train_size)
     return config.get("epochs", 1) * math.ceil(examples / config.get("batch_size", 128))

@@ -277,3 +277,11 @@ def test_without_plugins_only_the_built_ins_are_named():
     with pytest.raises(ValidationError, match="the installed models are fc, lenet"):
         RunConfig(model="residual_cnn")
     assert np.array_equal(RunConfig.model_json_schema()["properties"]["model"]["enum"], ["fc", "lenet"])
+
+
+def test_the_clients_progress_bar_counts_a_plugin_datasets_steps(example):
+    from idlab.client import _total_steps
+
+    assert _total_steps({"dataset": "wine", "epochs": 2, "batch_size": 32}) == 2 * 5     # 143 rows: ⌈143/32⌉ = 5
+    assert _total_steps({"dataset": "wine", "epochs": 1, "batch_size": 32, "train_size": 40}) == 2
+    assert _total_steps({"dataset": "not_installed", "epochs": 1}) is None
