@@ -48,7 +48,8 @@ def evaluate_stored(evaluation_id: int, worker_name: str, settings: Settings) ->
 
 
 def measure(data: bytes, device: str, config: RunConfig, settings: Settings) -> dict:
-    """Test accuracy and loss of the file's network on its config's test split, with the sizes."""
+    """Test accuracy and loss of the file's network on its config's test split, with the sizes (what a
+    worker records and `idlab evaluate` prints)."""
     from worker.subspace.data import load_dataset
     from worker.subspace.export import evaluate_file
 

@@ -29,27 +29,25 @@ def add_evaluate_command(commands) -> None:
 
 def command_evaluate(args: argparse.Namespace) -> int:
     from backend.domain.settings import Settings
-    from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError, load_dataset
-    from worker.subspace.export import ModelFileError, evaluate_file, load, read, sizes
+    from worker.evaluation import measure
+    from worker.subspace.data import DatasetCorrupt, DatasetMissing, DownloadError
+    from worker.subspace.export import ModelFileError, load, read
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     try:
         data = read(args.file)
         config, _, _ = load(data)                       # refuses a changed file before any data is read
-        splits = load_dataset(config, settings.data_dir, download=settings.allow_download,
-                              mirrors=settings.dataset_mirrors)
-        result = evaluate_file(data, splits.test_x, splits.test_y, args.device)
+        answer = measure(data, args.device, config, settings)
     except (OSError, ModelFileError, DatasetMissing, DatasetCorrupt, DownloadError) as problem:
         print(f"idlab evaluate: {problem}", file=sys.stderr)
         return EXIT_REFUSED
-    answer = {"test_acc": result.test_acc, "test_loss": result.test_loss, "recorded_test_acc": result.exported_test_acc,
-              "device": result.device, "dataset": config.dataset, "test_examples": len(splits.test_x),
-              **sizes(config, len(data))}
     if args.json:
         print(json.dumps(answer))
         return 0
-    recorded = "" if result.exported_test_acc is None else f" (recorded: {result.exported_test_acc:.4f})"
-    print(f"test accuracy {result.test_acc:.4f}{recorded}, test loss {result.test_loss:.4f} on {len(splits.test_x):,} "
-          f"{config.dataset} test examples, {result.device}")
-    print(f"model file {len(data):,} bytes against θ_D's {config.D * 4:,}: {config.D * 4 / len(data):,.0f}× smaller")
+    recorded = answer["recorded_test_acc"]
+    recorded_text = "" if recorded is None else f" (recorded: {recorded:.4f})"
+    print(f"test accuracy {answer['test_acc']:.4f}{recorded_text}, test loss {answer['test_loss']:.4f} on "
+          f"{answer['test_examples']:,} {config.dataset} test examples, {answer['device']}")
+    print(f"model file {len(data):,} bytes against θ_D's {answer['network_bytes']:,}: "
+          f"{answer['compression']:,.0f}× smaller")
     return 0

@@ -44,8 +44,9 @@ def fresh_url(request, tmp_path) -> str:
         admin.dispose()
 
 
-def store_an_experiment_with_a_run_and_a_point(engine) -> None:
-    """Rows in the three tables a table rebuild could cascade through, in SQL any revision accepts."""
+def store_an_experiment_with_a_run_and_points(engine, points=(("train_loss", 0, 0, 1.5),)) -> None:
+    """Rows in the three tables a table rebuild could cascade through, in SQL any revision accepts: an
+    experiment, its run, and the run's `points` (key, step, epoch, value)."""
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
                                 "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
@@ -54,7 +55,8 @@ def store_an_experiment_with_a_run_and_a_point(engine) -> None:
             "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
             "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
         connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
-                                "VALUES (1, 'train_loss', 0, 0, 1.5)"))
+                                "VALUES (1, :key, :step, :epoch, :value)"),
+                           [dict(key=k, step=s, epoch=e, value=v) for k, s, e, v in points])
 
 
 def test_the_migration_keeps_what_is_stored_and_nothing_is_archived(fresh_url):
@@ -63,7 +65,7 @@ def test_the_migration_keeps_what_is_stored_and_nothing_is_archived(fresh_url):
     migrate.upgrade(fresh_url, "0004")
     engine = make_engine(fresh_url, pooled=False)
     try:
-        store_an_experiment_with_a_run_and_a_point(engine)
+        store_an_experiment_with_a_run_and_points(engine)
         migrate.upgrade(fresh_url)
         with Session(engine) as session:
             run = session.get(Run, 1)
@@ -86,7 +88,7 @@ def test_the_tags_migration_keeps_what_is_stored_and_gives_nothing_tags_or_notes
     migrate.upgrade(fresh_url, "0005")
     engine = make_engine(fresh_url, pooled=False)
     try:
-        store_an_experiment_with_a_run_and_a_point(engine)
+        store_an_experiment_with_a_run_and_points(engine)
         migrate.upgrade(fresh_url, "0006")
         with Session(engine) as session:
             run = session.get(Run, 1)
@@ -124,7 +126,7 @@ def test_every_downgrade_keeps_the_runs_and_their_points(fresh_url):
     migrate.upgrade(fresh_url, "0003")
     engine = make_engine(fresh_url, pooled=False)
     try:
-        store_an_experiment_with_a_run_and_a_point(engine)
+        store_an_experiment_with_a_run_and_points(engine)
         migrate.upgrade(fresh_url)
         for revision in STEPS_DOWN:
             command.downgrade(migrate.alembic_config(fresh_url), revision)
@@ -166,16 +168,7 @@ def test_the_envelopes_migration_computes_what_the_lab_computes_today(fresh_url)
     stored = [("train_loss", step, step // 50, 1.0 + ((step * 37) % 11) / 10 + (9.0 if step == 130 else 0.0))
               for step in (*range(0, 300, 3), 1, 64, 65, 127, 128)]
     try:
-        with engine.begin() as connection:
-            connection.execute(text("INSERT INTO experiments (name, kind, base_config, grid, seeds, baseline, "
-                                    "created_at) VALUES ('old', 'grid', '{}', '{}', '[]', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text(
-                "INSERT INTO runs (experiment_id, role, config, status, attempt, cancel_requested, created_at, "
-                "progress, final_metrics, updated_at) VALUES (1, 'member', '{}', 'succeeded', 1, false, "
-                "CURRENT_TIMESTAMP, '{}', '{}', CURRENT_TIMESTAMP)"))
-            connection.execute(text("INSERT INTO metric_points (run_id, key, step, epoch, value) "
-                                    "VALUES (1, :key, :step, :epoch, :value)"),
-                               [dict(key=k, step=s, epoch=e, value=v) for k, s, e, v in stored])
+        store_an_experiment_with_a_run_and_points(engine, stored)
         migrate.upgrade(fresh_url, "0002")
         with engine.connect() as connection:
             migrated = connection.execute(text(

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.api.app import create_app
+from backend.domain import evaluations
 from backend.domain.models import ModelEvaluation, Run, utcnow
 from idlab.client import Lab as LabClient
 from idlab.client import LabValidationError
@@ -131,8 +132,6 @@ def test_the_reaper_fails_an_evaluation_whose_worker_vanished_and_resends_a_lost
 
 
 def evaluations_claim(sessions, evaluation_id: int, worker: str) -> bool:
-    from backend.domain import evaluations
-
     with sessions() as session:
         return evaluations.claim(session, evaluation_id, worker)
 
