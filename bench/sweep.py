@@ -151,7 +151,8 @@ def forwards(args) -> list[dict]:
         for forward in ("explicit", "vmap"):
             stack = StackedNetworks([run.network for run in members], config, forward)
             stacked = [members[i] for i in stack.order]
-            ms = _median_ms(functools.partial(batched._step, stack, stacked, decay, x, y, config.batch_size),
+            objective = batched.stack_objective(stack, decay)
+            ms = _median_ms(functools.partial(batched._step, objective, stacked, x, y, config.batch_size),
                             args.steps, sync)
             rows.append({"K": K, "forward": forward, "step_ms": round(ms, 2), "ms_per_run_step": round(ms / K, 2),
                          "run_steps_per_s": round(1000 * K / ms, 1)})

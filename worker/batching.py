@@ -21,11 +21,11 @@ import uuid
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.domain import lifecycle
-from backend.domain.models import QUEUED, Run
+from backend.domain.models import QUEUED, RUNNING, Run
 from backend.domain.settings import Settings
 from backend.domain.validation import check_run_config
 from idlab.config import RunConfig
@@ -81,17 +81,13 @@ def claim_batchmates(session: Session, lead: Claimed, config: RunConfig, worker:
         return []
     budget = settings.memory_budget_mb * 2**20 - config.memory_bytes()
     key = batch_key(config)
-    candidates = session.execute(select(Run.id, Run.config).where(
-        Run.status == QUEUED, Run.cancel_requested.is_(False), Run.id != lead.run_id,
-        Run.config["method"].as_string() == "subspace",
-        Run.config["dataset"].as_string() == config.dataset,
-        Run.config["model"].as_string() == config.model,
-        Run.config["device"].as_string() == config.device,
-        Run.config["batch_size"].as_integer() == config.batch_size,
-    ).order_by(Run.id).limit(places * SCAN_PER_PLACE)).all()
-    session.commit()  # end the read: on SQLite it would pin a snapshot under the claims below
+    candidates = _candidates(session, lead, config, places)
+    training = _training_here(session, lead, config, worker)
+    places = min(places, fair_share(training + 1 + len(candidates), settings.worker_processes) - 1)
     mates: list[Claimed] = []
     for run_id, raw in candidates:
+        if len(mates) >= places:
+            break
         try:
             candidate = check_run_config(raw, settings)
         except ValidationError:
@@ -105,9 +101,42 @@ def claim_batchmates(session: Session, lead: Claimed, config: RunConfig, worker:
             continue
         mates.append(Claimed(run_id, token, dict(raw)))
         budget -= candidate.memory_bytes()
-        if len(mates) == places:
-            break
     return mates
+
+
+def fair_share(runs: int, processes: int) -> int:
+    """Runs one batch takes of `runs` that could train together with `processes` processes: ⌈runs / processes⌉.
+
+    `runs` counts those this worker already trains, the lead and the queued candidates: the first
+    batch of a 21-run sweep on two processes takes 11, the second the other 10. Taking them all
+    would leave the other processes idle while one trains the whole sweep; an equal share lets
+    every process train its part side by side (on a CPU each has its own core).
+    """
+    return max(1, -(-runs // max(1, processes)))
+
+
+def _training_here(session: Session, lead: Claimed, config: RunConfig, worker: str) -> int:
+    """Runs of the lead's kind this worker is training now, in its other processes."""
+    count = session.scalar(select(func.count()).select_from(Run).where(
+        Run.status == RUNNING, Run.worker == worker, Run.id != lead.run_id,
+        Run.config["dataset"].as_string() == config.dataset, Run.config["model"].as_string() == config.model,
+        Run.config["batch_size"].as_integer() == config.batch_size))
+    session.commit()
+    return count or 0
+
+
+def _candidates(session: Session, lead: Claimed, config: RunConfig, places: int) -> list:
+    """Queued runs that may share the lead's batch (the SQL filter on the key's main fields), oldest first."""
+    candidates = session.execute(select(Run.id, Run.config).where(
+        Run.status == QUEUED, Run.cancel_requested.is_(False), Run.id != lead.run_id,
+        Run.config["method"].as_string() == "subspace",
+        Run.config["dataset"].as_string() == config.dataset,
+        Run.config["model"].as_string() == config.model,
+        Run.config["device"].as_string() == config.device,
+        Run.config["batch_size"].as_integer() == config.batch_size,
+    ).order_by(Run.id).limit(places * SCAN_PER_PLACE)).all()
+    session.commit()  # end the read: on SQLite it would pin a snapshot under the claims that follow
+    return candidates
 
 
 def mark_batch(session: Session, members: list[Claimed]) -> str | None:

@@ -9,6 +9,7 @@ nothing; the child names the device once it runs on it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
@@ -53,6 +54,21 @@ def configure_torch_threads(threads: int | None) -> int:
     return count
 
 
+def configure_native_kernels(cache: Path | None, compiler: str | None) -> None:
+    """Where the engine's native kernels are built and cached (the settings kernel_cache_dir, c_compiler)."""
+    from worker.subspace import fastfood_kernel
+
+    fastfood_kernel.configure(cache, compiler)
+
+
+def lower_priority(niceness: int) -> int:
+    """Raise this process's niceness to `niceness` (never lower it: that needs privileges); returns it."""
+    current = os.nice(0)
+    if niceness > current:
+        current = os.nice(niceness - current)
+    return current
+
+
 def device_label(device_name: str = "auto") -> str:
     """What a run executes on, for the workers table: the CUDA device's name, or "cpu".
 
@@ -64,6 +80,20 @@ def device_label(device_name: str = "auto") -> str:
         return "cpu"
     device = torch.device("cuda" if device_name == "auto" else device_name)
     return torch.cuda.get_device_name(device)
+
+
+def training_processes(cuda: bool | None = None) -> int:
+    """Runs a worker trains at once, each in its own process, when --concurrency is not given.
+
+    A GPU: one process, batching many runs into each device pass (one worker per GPU). A CPU-only
+    machine: one process per usable core, one torch thread each — on a CPU the arithmetic is the
+    time, torch's intra-op threads scale poorly at the sizes of subspace training, and a second
+    process per core oversubscribes it (bench/worker_sweep.py on the 2-core development machine,
+    li-mnist-fc, 21 runs: docs/benchmarks.md). Training processes run at `train_niceness`, so the
+    API stays responsive beside them.
+    """
+    cuda = has_cuda() if cuda is None else cuda
+    return 1 if cuda else usable_cores()
 
 
 #: Runs trained as one batch when the setting leaves it open. A GPU that one small run leaves

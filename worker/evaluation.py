@@ -19,7 +19,7 @@ from backend.domain.models import ModelEvaluation
 from backend.domain.settings import Settings
 from idlab.config import RunConfig
 from idlab.model_file import sizes
-from worker.devices import configure_torch_threads
+from worker.devices import configure_native_kernels, configure_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def measure(data: bytes, device: str, config: RunConfig, settings: Settings) -> 
     from worker.subspace.export import evaluate_file
 
     configure_torch_threads(settings.torch_threads)
+    configure_native_kernels(settings.kernel_cache_dir, settings.c_compiler)
     splits = load_dataset(config, settings.data_dir, download=settings.allow_download,
                           mirrors=settings.dataset_mirrors)
     measured = evaluate_file(data, splits.test_x, splits.test_y, device)

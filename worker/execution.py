@@ -33,7 +33,7 @@ from idlab.config import RunConfig, validation_messages
 from idlab.metrics import json_safe
 from worker import presence
 from worker.batching import Claimed, claim_batchmates, mark_batch
-from worker.devices import configure_torch_threads, device_label
+from worker.devices import configure_native_kernels, configure_torch_threads, device_label, lower_priority
 from worker.heartbeat import Heartbeat
 from worker.recorder import LOST, SHUTDOWN, RunRecorder
 
@@ -127,6 +127,8 @@ class Execution:
         if not ready:
             return
         threads = configure_torch_threads(self.settings.torch_threads)
+        lower_priority(self.settings.train_niceness)   # the API and the worker's loop answer first
+        configure_native_kernels(self.settings.kernel_cache_dir, self.settings.c_compiler)
         self.describe_device(ready[0].config)
         try:
             splits = load_dataset(ready[0].config, self.settings.data_dir, download=self.settings.allow_download,
@@ -153,7 +155,7 @@ class Execution:
 
         try:
             result = train(run.config, splits, run.recorder, from_run_stats=run.from_run_stats,
-                           on_phase=run.recorder.enter_phase)
+                           on_phase=run.recorder.enter_phase, compile_step=self.settings.compile_step)
         except Exception as problem:  # the run fails with the reason; the worker lives on
             log.exception("run %s failed", run.run_id)
             run.conclude(FAILED, error=failure_text(problem))
@@ -169,7 +171,7 @@ class Execution:
                 train_batch([run.config for run in runs], splits, callbacks=[run.recorder for run in runs],
                             from_run_stats=[run.from_run_stats for run in runs],
                             on_phase=[run.recorder.enter_phase for run in runs],
-                            on_result=[run.conclude_result for run in runs])
+                            on_result=[run.conclude_result for run in runs], compile_step=self.settings.compile_step)
                 return
             except BatchSetupError as problem:
                 failed = runs.pop(problem.index)

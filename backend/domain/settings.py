@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,7 +43,12 @@ class Settings(BaseSettings):
     batch_runs: int | None = Field(None, ge=1, le=256, description=(
         "Subspace runs a worker trains together as one batch when they share data, model and batch size "
         "(default: 32 on a GPU, 4 on a CPU; 1 trains every run alone). `idlab worker --batch-runs K` sets it."))
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads torch may use per run (default: all cores; `idlab serve` leaves one to the API).")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads torch may use per run (default: the cores divided among the worker's training processes).")
+    worker_processes: int = Field(1, ge=1, description="Training processes of this worker (`idlab worker --concurrency`, set by it): a batch takes its share of the queued runs it can train, so every process gets work.")
+    kernel_cache_dir: Path | None = Field(None, description="Folder of the native kernels a worker builds for its CPU on first use (default: ~/.cache/idlab/kernels).")
+    c_compiler: str | None = Field(None, description="C compiler that builds the native fastfood kernel (default: cc, gcc or clang on PATH; without one, fastfood computes with torch ops, slower).")
+    compile_step: Literal["auto", "always", "never"] = Field("auto", description="torch.compile of each run's training step: always, never, or auto — only where the measured gain on the run's device over the run's expected steps exceeds the compile time (worker/subspace/compiled.py; on a CPU it does not).")
+    train_niceness: int = Field(10, ge=0, le=19, description="Niceness of a training process (os.nice): the API and the worker's own loop, at 0, are scheduled first on a machine whose cores all train.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
         "Origins allowed by CORS (none by default): comma-separated, or a JSON list."))
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(

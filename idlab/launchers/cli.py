@@ -175,14 +175,16 @@ def command_train(args: argparse.Namespace) -> int:
         from worker.subspace.statistics import sampling_stats
         from_run_stats = sampling_stats(json.loads(Path(args.from_run_stats).read_text())["statistics"]["P"])
 
+    from worker.devices import configure_native_kernels
     from worker.subspace.training import train
 
+    configure_native_kernels(settings.kernel_cache_dir, settings.c_compiler)
     splits = _load_train_splits(args, config, settings)
     if splits is None:
         return EXIT_INVALID
     callback, bar = _progress_callback(config, len(splits.train_y), args.quiet or args.json)
     try:
-        result = train(config, splits, callback, from_run_stats=from_run_stats)
+        result = train(config, splits, callback, from_run_stats=from_run_stats, compile_step=args.compile)
     finally:
         bar.close()
     _report_train_result(args, config, result)
@@ -285,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="folder holding the datasets (default: $IDLAB_DATA_DIR or ./idlab-data)")
     train.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
                        help="download a missing dataset, verified (default: IDLAB_ALLOW_DOWNLOAD, on)")
+    train.add_argument("--compile", choices=("auto", "always", "never"), default="auto",
+                       help="torch.compile the training step: always, never, or auto — where it measures faster for "
+                            "the run's length, compile time included (on a CPU it does not)")
     train.add_argument("--json", action="store_true", help="print the final metrics as one JSON line, no progress bar")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--stats-out", metavar="FILE", help="write the metrics and the statistics of P and θ_d as JSON")

@@ -8,7 +8,7 @@ Unless IDLAB_DATABASE_URL / IDLAB_BROKER_URL say otherwise, the database is SQLi
 This process supervises two children:
 
     api      uvicorn serving backend.api.app:create_app (--factory) on --host/--port
-    worker   `idlab worker` (one run at a time; consumes cpu and gpu runs)
+    worker   `idlab worker` (one training process per core on a CPU; consumes cpu and gpu runs)
 
 and runs the reaper itself, so a run whose worker died is requeued even while the
 worker restarts. A worker that exits is restarted, after 1, 2, 4 … up to 30 seconds
@@ -20,8 +20,9 @@ process group. The children die with this process even when it is killed outrigh
 (`idlab.launchers.supervised`).
 
 In the embedded mode the API and the training share the machine's cores: the worker
-gets all but one for torch (IDLAB_TORCH_THREADS, unless set), so the API stays
-responsive while a run trains.
+trains one run (or batch) per core, each with one torch thread (`idlab worker`'s
+default on a CPU, `worker.devices.training_processes`), at niceness `train_niceness`,
+so every core trains and the API, scheduled first, stays responsive.
 
 Listening on anything but loopback (`--host 0.0.0.0`, a LAN address) exposes the lab to
 the network, so serve then refuses to start without an API token (IDLAB_API_TOKEN; the
@@ -109,7 +110,7 @@ class Stop(Exception):
 def serve(host: str, port: int, data_dir: str | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = child_environment(data_dir)
-    os.environ.update({key: env[key] for key in ("IDLAB_DATA_DIR", "IDLAB_TORCH_THREADS")})
+    os.environ["IDLAB_DATA_DIR"] = env["IDLAB_DATA_DIR"]
 
     from backend.api.guard import LOCAL_HOSTS, normalise
     from backend.domain.migrate import upgrade
@@ -214,10 +215,6 @@ def stop_children(children: list[Child]) -> None:
 def child_environment(data_dir: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["IDLAB_DATA_DIR"] = str(Path(data_dir or env.get("IDLAB_DATA_DIR") or "idlab-data").expanduser().resolve())
-    if not env.get("IDLAB_TORCH_THREADS"):
-        from worker.devices import usable_cores
-
-        env["IDLAB_TORCH_THREADS"] = str(max(1, usable_cores() - 1))
     return env
 
 

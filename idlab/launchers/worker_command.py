@@ -1,7 +1,7 @@
 """`idlab worker`: a Celery worker that executes runs, against the configured database and broker.
 
-    idlab worker                                 queues by hardware, one run at a time
-    idlab worker --queues cpu --concurrency 2    two CPU runs at a time
+    idlab worker                                 queues by hardware; one process per core on a CPU, one on a GPU
+    idlab worker --queues cpu --concurrency 2    two CPU runs (or batches) at a time
     idlab worker --batch-runs 64                 up to 64 compatible subspace runs trained as one batch
     IDLAB_DATABASE_URL=postgresql+psycopg2://… IDLAB_BROKER_URL=redis://…:6379/0 idlab worker --name gpu0@%h
 
@@ -25,7 +25,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queues", help="comma-separated queues to consume: gpu, cpu (default: gpu,cpu with CUDA, "
                                          "cpu,gpu without — a CPU-only worker also runs device-auto runs)")
-    parser.add_argument("--concurrency", type=int, default=1, help="runs executed at once, each in its own process")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="runs (or batches) executed at once, each in its own process (default: one per core on a "
+                             "CPU-only machine, with one torch thread each; 1 with a GPU)")
     parser.add_argument("--batch-runs", type=int, metavar="K",
                         help="subspace runs trained together as one batch when they share data, model and batch "
                              "size (default: $IDLAB_BATCH_RUNS, else 32 on a GPU, 4 on a CPU; 1: each run alone)")
@@ -36,6 +38,10 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command_worker(args: argparse.Namespace) -> int:
+    if args.concurrency is None:
+        from worker.devices import training_processes
+
+        args.concurrency = training_processes()
     if args.concurrency < 1:
         raise SystemExit("--concurrency must be at least 1")
     if args.batch_runs is not None and not 1 <= args.batch_runs <= 256:
@@ -74,6 +80,7 @@ def configure_environment(data_dir: str | None, concurrency: int, batch_runs: in
         os.environ["IDLAB_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
     if batch_runs is not None:
         os.environ["IDLAB_BATCH_RUNS"] = str(batch_runs)
+    os.environ["IDLAB_WORKER_PROCESSES"] = str(concurrency)
     # Ask NVML, not CUDA, whether there is a GPU: a forking parent must not initialise CUDA.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     if concurrency > 1 and Settings().torch_threads is None:

@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call
 
 from idlab.config import DATASETS, RunConfig
-from worker.subspace.model import build_model, fan_in, initial_theta, load_theta, parameter_views
+from worker.subspace.model import AtPoint, build_model, fan_in, initial_theta, load_theta, parameter_views
 
 
 def config(**fields) -> RunConfig:
@@ -151,3 +151,20 @@ def test_he_normal_biases_use_their_length_as_fan_in():
     zero_bias = parameter_views(initial_theta(config(model="fc", dataset="mnist", fc_widths=[2000]), generator(0)),
                                 cfg.parameter_shapes())
     assert torch.equal(views["layers.0.weight"], zero_bias["layers.0.weight"])
+
+
+@pytest.mark.parametrize("model, dataset", [("fc", "mnist"), ("lenet", "cifar10")])
+def test_a_module_at_a_point_computes_what_functional_call_does_and_keeps_nothing_after(model, dataset):
+    cfg = config(model=model, dataset=dataset, fc_widths=[64, 32])
+    shapes = cfg.parameter_shapes()
+    theta = initial_theta(cfg, generator(3)).requires_grad_()
+    x = batch(dataset)
+    at = AtPoint(build_model(cfg).to("meta"), shapes)
+
+    logits = at(theta.split(at.sizes), x)
+    expected = functional_call(build_model(cfg), parameter_views(theta, shapes), (x,))
+    assert torch.equal(logits, expected)
+    assert all(table[name] is None for table, name in at.slots)       # no view of θ_D, no graph, outlives the call
+    (grad,) = torch.autograd.grad(logits.square().sum(), theta)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), theta)
+    assert torch.equal(grad, expected_grad)

@@ -93,11 +93,14 @@ def expected_point_keys(config: RunConfig) -> set[tuple[str, int]]:
 class WorkerProcess:
     """An `idlab worker` subprocess, leader of its own process group; its output goes to a log file."""
 
-    def __init__(self, name: str, env: dict, log_path: Path, queues: str | None = None):
-        # It runs in the lab's folder, so no .env of the repository reaches its settings.
+    def __init__(self, name: str, env: dict, log_path: Path, queues: str | None = None, concurrency: int | None = 1):
+        # It runs in the lab's folder, so no .env of the repository reaches its settings. One training process
+        # unless asked (None: the worker's own default, one per core on a CPU), so a test knows what runs at once.
         self.name = f"{name}@{socket.gethostname()}"
         self.log_path = log_path
         command = [sys.executable, "-m", "idlab.launchers.cli", "worker", "--name", self.name]
+        if concurrency is not None:
+            command += ["--concurrency", str(concurrency)]
         if queues:
             command += ["--queues", queues]
         with open(log_path, "ab") as log:   # the child writes to its own copy of the descriptor
@@ -167,11 +170,14 @@ class Lab:
         return env
 
     def start_worker(self, name: str | None = None, queues: str | None = None, ready: bool = True,
-                     batch_runs: int | None = None) -> WorkerProcess:
-        """`idlab worker`; `batch_runs` sets how many runs it trains as one batch (its default otherwise)."""
+                     batch_runs: int | None = None, concurrency: int | None = 1) -> WorkerProcess:
+        """`idlab worker`; `batch_runs` sets how many runs it trains as one batch (its default otherwise),
+        `concurrency` its training processes (None: its default, one per core on a CPU)."""
         name = name or f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
         env = self.env() | ({"IDLAB_BATCH_RUNS": str(batch_runs)} if batch_runs else {})
-        worker = WorkerProcess(name, env, self.data_dir / f"{name}.log", queues)
+        if concurrency is None:
+            env.pop("IDLAB_TORCH_THREADS", None)   # the worker divides the cores itself
+        worker = WorkerProcess(name, env, self.data_dir / f"{name}.log", queues, concurrency)
         self.workers.append(worker)
         if ready:
             self.wait_until_registered(worker)

@@ -83,6 +83,15 @@ def test_a_batch_stays_within_the_memory_budget_of_one_run(sessions, settings):
     assert batchmates_of(sessions, settings, lead) == [mates[0].id]
 
 
+def test_with_two_training_processes_each_batch_takes_its_share_of_the_queue(sessions, settings):
+    settings.batch_runs, settings.worker_processes = 32, 2
+    runs = [add_run(sessions, seed=seed) for seed in range(7)]
+    # 7 runs for 2 processes: the first batch takes ⌈7/2⌉ = 4 (its lead and 3 mates) ...
+    assert batchmates_of(sessions, settings, runs[0]) == [run.id for run in runs[1:4]]
+    # ... and the second, counting the 4 this worker already trains, the other 3
+    assert batchmates_of(sessions, settings, runs[4]) == [runs[5].id, runs[6].id]
+
+
 def test_a_worker_set_to_one_run_claims_no_batchmates(sessions, settings):
     settings.batch_runs = 1
     lead = add_run(sessions)

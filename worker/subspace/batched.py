@@ -57,24 +57,22 @@ batch x (shared, not copied per run) goes through all of their networks at once,
 f(x; Θ_D[r]) for r in that set; for `fc` the first layer is one product of x with the K
 weight matrices side by side, x·[W^1_1ᵀ … W^1_Kᵀ].
 
-Cost (bench/sweep.py; MNIST-FC, fastfood, d = 750, one torch thread on a 2-core machine
-shared with another job, five repeats that moved by ±20 %). A batched step does a solo step's
-arithmetic for every run, and on a CPU that arithmetic is the time. Per run-step: solo
-9.1–9.8 ms; explicit batched products 8.3–10.9 (K = 1), 7.5–9.4 (K = 4), 7.3–11.7 (K = 8);
-vmap 10.0–11.8, 7.2–9.3, 7.4–10.8 — the two are within each other's noise, and `fc` takes
-the explicit products, which skip vmap's dispatch at K = 1. li-mnist-fc's 21 runs at one
-epoch of 6,000 examples: 15.4–16.3 s serial, 15.2–16.2 s batched (K = 21, or 7): 0.96–1.04×.
-The gain is for devices that one small run leaves idle. Memory: each run keeps its own
-network (θ_0, P, B) and the stack a copy of θ_0 and of fastfood's diagonals — with the step's
-activations ≈ 20 MB per MNIST-FC fastfood run on CPU (21 runs: peak 0.93–1.0 GB against
-0.57 GB serial); K dense P take K times one.
+Cost (bench/sweep.py, one torch thread on the 2-core development machine, 8 December 2026, with
+the native fastfood kernel). A batched step does a solo step's arithmetic for every run, and on a
+CPU that arithmetic is the time; K runs' tensors also no longer fit the caches one run's do.
+li-mnist-fc's 21 runs, one epoch of all 60,000 examples: 36.2 s serial, 41.0 s in batches of 4
+(0.88×), 37.4 s in batches of 11. On a CPU a batch saves each run's process start and data load —
+short runs gain (docs/benchmarks.md) — and a long run gains nothing; the gain is for devices that
+one small run leaves idle. Memory: each run keeps its own network (θ_0, P, B) and the stack a copy
+of θ_0 and of fastfood's diagonals — with the step's activations ≈ 20 MB per MNIST-FC fastfood run
+on CPU; K dense P take K times one.
 
-CUDA. The same code runs on a CUDA device unchanged (one copy of the data there, every
-tensor on it) but has not been measured. What each step still does per run is small: φ^r,
-its padding, its optimizer step, its interval sums and its callback — about twenty kernels
-per run. A stacked optimizer over the padded (K, d_max) θ_d, and a CUDA graph of the step
-for one composition of the batch (re-captured when a run leaves or restarts), would remove
-them; neither is here.
+CUDA. The same code runs on a CUDA device unchanged (one copy of the data there, every tensor
+on it). What each step still does per run is small: φ^r, its padding, its optimizer step, its
+interval sums and its callback — about twenty kernels per run. `compile_step` compiles the step
+of each composition of the batch (`compiled.py`, recompiled when a run leaves or restarts); a
+stacked optimizer over the padded (K, d_max) θ_d would remove the per-run optimizer kernels and
+is not here. bench/gpu.sh measures both where a GPU is lent.
 """
 
 from __future__ import annotations
@@ -89,6 +87,7 @@ from torch import Tensor
 
 from idlab import metrics as M
 from idlab.config import RunConfig
+from worker.subspace.compiled import Objective
 from worker.subspace.data import Splits
 from worker.subspace.network import build_network
 from worker.subspace.stacked import StackedNetworks
@@ -163,7 +162,7 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
                 from_run_stats: Sequence[dict | None] | None = None,
                 on_phase: Sequence[PhaseCallback | None] | None = None,
                 on_result: Sequence[ResultCallback | None] | None = None,
-                forward: str = "auto") -> list[RunResult]:
+                forward: str = "auto", compile_step: str = "never") -> list[RunResult]:
     """Train K compatible runs as one computation; returns each run's RunResult, in order.
 
     callbacks, from_run_stats, on_phase: one per run (or None), each exactly what `training.train`
@@ -171,7 +170,8 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
     it leaves the batch (succeeded, cancelled, diverged), while the others train on — a worker records
     a run's end when it happens, not when its slowest batchmate ends. forward: how the K networks are
     evaluated — "explicit" batched products (fc), "vmap" over functional_call (any model), "auto"
-    (explicit for fc). Raises `BatchIncompatible` or `BatchSetupError` before anything trains.
+    (explicit for fc). compile_step: `compiled.MODES`, for the step of each composition of the batch (a run
+    leaving it makes a new one). Raises `BatchIncompatible` or `BatchSetupError` before anything trains.
     """
     configs = list(configs)
     compatible(configs)
@@ -208,7 +208,9 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
             members = [active[i] for i in stack.order]             # row i of Θ_D is members[i]
             decays = [run.config.weight_decay for run in members]
             weight_decay = torch.tensor(decays, device=device) if any(decays) else None
-        losses, hits, seen = _step(stack, members, weight_decay, train_x, train_y, b)
+            objective = Objective(stack_objective(stack, weight_decay), compile_step, device,
+                                  steps=max(run.steps_left() for run in members))
+        losses, hits, seen = _step(objective, members, train_x, train_y, b)
         for i, run in enumerate(members):
             run.record_step(losses[i], hits[i], seen[i])
         ending = [i for i, run in enumerate(members) if run.status is None and run.position == run.steps_per_epoch]
@@ -220,7 +222,21 @@ def train_batch(configs: Sequence[RunConfig], splits: Splits, callbacks: Sequenc
 # ---- one step, one evaluation, for all runs at once ------------------------------------------
 
 
-def _step(stack: StackedNetworks, runs: list[_Run], weight_decay: Tensor | None, train_x: Tensor, train_y: Tensor,
+def stack_objective(stack: StackedNetworks, weight_decay: Tensor | None) -> Callable:
+    """(x, y, mask, sizes) ↦ (Σ_r ℓ_r, the K cross-entropies, the K runs' logits) — what `compiled.Objective`
+    may compile; mask and sizes weight out the padding of short minibatches (None: none)."""
+    def objective(x: Tensor, y: Tensor, mask: Tensor | None, sizes: Tensor | None):
+        theta_D = stack.theta_D()                                      # (K, D)
+        logits = stack.logits(theta_D, x)                              # (K, b, classes)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        loss = ce.mean(1) if mask is None else (ce * mask).sum(1) / sizes
+        total = loss if weight_decay is None else loss + weight_decay * stack.squared_norm(theta_D)
+        return total.sum(), loss, logits
+
+    return objective
+
+
+def _step(objective: Callable, runs: list[_Run], train_x: Tensor, train_y: Tensor,
           b: int) -> tuple[Tensor, Tensor, list[int]]:
     """One optimizer step of every run on its own minibatch; returns the K cross-entropies, hits and sizes.
 
@@ -237,15 +253,9 @@ def _step(stack: StackedNetworks, runs: list[_Run], weight_decay: Tensor | None,
     x, y = train_x[index], train_y[index]                          # (K, b, C, H, W), (K, b)
     for run in runs:
         run.optimizer.zero_grad(set_to_none=True)
-    theta_D = stack.theta_D()                                      # (K, D)
-    logits = stack.logits(theta_D, x)                              # (K, b, classes)
-    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-    if mask is None:
-        loss = ce.mean(1)
-    else:
-        loss = (ce * mask).sum(1) / torch.tensor(seen, device=ce.device)
-    objective = loss if weight_decay is None else loss + weight_decay * stack.squared_norm(theta_D)
-    objective.sum().backward()
+    sizes = None if mask is None else torch.tensor(seen, device=train_x.device)
+    total, loss, logits = objective(x, y, mask, sizes)
+    total.backward()
     for run in runs:
         run.optimizer.step()
     hits = logits.detach().argmax(-1) == y
@@ -336,6 +346,10 @@ class _Run:
         self.interval_correct = torch.zeros((), device=device, dtype=torch.long)
         self.interval_steps = self.interval_seen = 0
         self.epoch_loss = self.epoch_correct = 0.0
+
+    def steps_left(self) -> int:
+        """Steps to the end of the run's last epoch (fewer if it stops early)."""
+        return (self.config.epochs - self.epoch) * self.steps_per_epoch + self.steps_per_epoch - (self.position or 0)
 
     def minibatch(self, b: int) -> Tensor:
         return self.permutation[self.position * b:(self.position + 1) * b]

@@ -11,9 +11,10 @@ matrix per weight tensor t, the rows of tensor t use their own features:
 Direct training (the baseline) trains all D weights of θ_D, starting at θ_0.
 
 The network itself is a parameterless skeleton on the meta device: each forward
-pass slices one flat θ_D into views of the layer shapes and evaluates the
-skeleton with `torch.func.functional_call`, so gradient reaches only θ_d (and P
-when it is trainable).
+pass splits one flat θ_D into views of the layer shapes and evaluates the
+skeleton at them (`model.AtPoint`, what `torch.func.functional_call` computes),
+so gradient reaches only θ_d (and P when it is trainable). The L2 penalty reads
+the same split parts, so θ_D's gradient is assembled by one concatenation.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from idlab.config import RunConfig
 from worker.subspace.augmentation import Augmentation
-from worker.subspace.model import build_model, initial_theta, is_kernel, parameter_views
+from worker.subspace.model import AtPoint, build_model, initial_theta, is_kernel
 from worker.subspace.projection import Projection, build_projection
 
 
@@ -47,22 +47,37 @@ class _FlatNetwork(nn.Module):
         super().__init__()
         self.shapes = config.parameter_shapes()
         self.rows = row_slices(config)
-        # The rows the L2 penalty covers: all of θ_D, or the kernels only (Li et al.).
-        kernel_rows = [rows for (name, _), rows in zip(self.shapes, self.rows, strict=True) if is_kernel(name)]
-        self.penalized_rows = [slice(0, config.D)] if config.weight_decay_scope == "all" else kernel_rows
+        # The tensors the L2 penalty covers: all of θ_D, or the kernels only (Li et al.).
+        self.sizes = [rows.stop - rows.start for rows in self.rows]
+        self.penalized = [config.weight_decay_scope == "all" or is_kernel(name) for name, _ in self.shapes]
         # Not registered as a submodule: its own (meta) weights are never used or trained.
-        self._skeleton = (build_model(config).to("meta"),)
+        self._at = (AtPoint(build_model(config).to("meta"), self.shapes),)
 
     def theta_D(self) -> Tensor:
         raise NotImplementedError
 
-    def squared_norm(self, theta_D: Tensor) -> Tensor:
-        """‖θ_D‖² over the weights the L2 penalty covers: Σ_{t penalised} ‖θ_D[rows_t]‖²."""
-        return sum(theta_D[rows].square().sum() for rows in self.penalized_rows)
+    def split(self, theta_D: Tensor) -> tuple[Tensor, ...]:
+        """θ_D cut into its parameter tensors (flat), in `parameter_shapes` order."""
+        if theta_D.dim() != 1 or theta_D.numel() != sum(self.sizes):
+            raise ValueError(f"θ_D must be a vector of length D = {sum(self.sizes)}, got shape {tuple(theta_D.shape)}")
+        return theta_D.split(self.sizes)
+
+    def squared_norm(self, theta_D: Tensor | tuple[Tensor, ...]) -> Tensor:
+        """‖θ_D‖² over the weights the L2 penalty covers, Σ_{t penalised} ‖θ_D[rows_t]‖² (θ_D or its `split`).
+
+        Split, not sliced: a slice's backward writes its gradient into a zero-filled D-vector, once
+        per tensor and step; the training step passes the parts the network is called with, so θ_D's
+        gradient is put together by one concatenation.
+        """
+        parts = self.split(theta_D) if isinstance(theta_D, Tensor) else theta_D
+        return sum(W.square().sum() for W, penalized in zip(parts, self.penalized, strict=True) if penalized)
+
+    def call(self, x: Tensor, parts: tuple[Tensor, ...]) -> Tensor:
+        """f(x; θ_D), θ_D given as its `split`."""
+        return self._at[0](parts, x)
 
     def forward(self, x: Tensor, theta_D: Tensor | None = None) -> Tensor:
-        theta_D = self.theta_D() if theta_D is None else theta_D
-        return functional_call(self._skeleton[0], parameter_views(theta_D, self.shapes), (x,))
+        return self.call(x, self.split(self.theta_D() if theta_D is None else theta_D))
 
 
 class SubspaceNetwork(_FlatNetwork):
@@ -89,10 +104,8 @@ class SubspaceNetwork(_FlatNetwork):
         """θ_0 + P·φ(θ_d), at the trained θ_d unless another point is given."""
         features = self.phi(self.theta_d if theta_d is None else theta_d)   # (T, k)
         if self.phi.per_tensor:
-            offset = self.P.forward_blocks(list(features), self.rows)
-        else:
-            offset = self.P(features[0])
-        return self.theta_0 + offset
+            return self.P.affine_blocks(self.theta_0, list(features), self.rows)
+        return self.P.affine(self.theta_0, features[0])
 
     @torch.no_grad()
     def offset_at_zero(self) -> float:

