@@ -33,7 +33,7 @@ from idlab.config import RunConfig, validation_messages
 from idlab.metrics import json_safe
 from worker import presence
 from worker.batching import Claimed, claim_batchmates, mark_batch
-from worker.devices import configure_native_kernels, configure_torch_threads, device_label, lower_priority
+from worker.devices import configure_native_kernels, configure_torch_threads, device_label
 from worker.heartbeat import Heartbeat
 from worker.recorder import LOST, SHUTDOWN, RunRecorder
 
@@ -127,7 +127,6 @@ class Execution:
         if not ready:
             return
         threads = configure_torch_threads(self.settings.torch_threads)
-        lower_priority(self.settings.train_niceness)   # the API and the worker's loop answer first
         configure_native_kernels(self.settings.kernel_cache_dir, self.settings.c_compiler)
         self.describe_device(ready[0].config)
         try:

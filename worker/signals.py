@@ -13,7 +13,8 @@ Main process:
 Pool process:
     worker_process_init   have the kernel send SIGTERM, not Celery's SIGKILL, when the main
                           process dies, so an orphaned run is handed back too (`worker.shutdown`);
-                          `kill -USR2 <pid>` prints the process's stacks to the log
+                          `kill -USR2 <pid>` prints the process's stacks to the log; lower its
+                          priority to `train_niceness`
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from backend.domain.queue import celery_app
 from backend.domain.settings import get_settings
 from idlab import plugins
 from worker import presence, shutdown
-from worker.devices import has_cuda
+from worker.devices import has_cuda, lower_priority
 from worker.fork_guard import guarded
 from worker.maintenance import Maintenance
 from worker.reaper import resend_handed_back
@@ -126,5 +127,7 @@ def on_worker_shutdown(sender=None, **_) -> None:
 @worker_process_init.connect
 def on_pool_process_start(**_) -> None:
     platforms.set_pdeathsig("SIGTERM")
+    # Pool processes train; the main process (its loop, its heartbeats) and the API are scheduled first.
+    lower_priority(get_settings().train_niceness)
     # `kill -USR2 <pid>` prints every thread's stack to the worker's log: for a run that seems stuck.
     faulthandler.register(signal.SIGUSR2, file=sys.__stderr__, all_threads=True)
