@@ -194,14 +194,14 @@ def measure_row(model: str, projection: str, d: int, device: str, seconds: float
 
 def measure_products(ks: list[int], seconds: float) -> list[dict]:
     """The fastfood product alone at D = 199,210 (MNIST-FC): θ_0 + P·v and its backward Pᵀ·g, with the native
-    kernel and with the torch ops (`fastfood_kernel.disabled`), alternating; ms per product."""
+    kernel and with the torch ops (`native.disabled`), alternating; ms per product."""
     return [_product_row(199_210, k, seconds) for k in ks]
 
 
 def _product_row(D: int, k: int, seconds: float) -> dict:
     import torch
 
-    from worker.subspace import fastfood_kernel
+    from worker.subspace import fastfood_kernel, native
     from worker.subspace.projection import FastfoodProjection
 
     P = FastfoodProjection(D, k, [slice(0, D)], "unit_columns", 1.0, torch.Generator().manual_seed(0))
@@ -215,7 +215,7 @@ def _product_row(D: int, k: int, seconds: float) -> dict:
 
     def torch_ops(step):
         def run():
-            with fastfood_kernel.disabled():
+            with native.disabled():
                 step()
         return run
 

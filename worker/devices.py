@@ -56,9 +56,9 @@ def configure_torch_threads(threads: int | None) -> int:
 
 def configure_native_kernels(cache: Path | None, compiler: str | None) -> None:
     """Where the engine's native kernels are built and cached (the settings kernel_cache_dir, c_compiler)."""
-    from worker.subspace import fastfood_kernel
+    from worker.subspace import native
 
-    fastfood_kernel.configure(cache, compiler)
+    native.configure(cache, compiler)
 
 
 def lower_priority(niceness: int) -> int:

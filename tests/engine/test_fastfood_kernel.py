@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from idlab.config import RunConfig
-from worker.subspace import fastfood_kernel
+from worker.subspace import fastfood_kernel, native
 from worker.subspace.batched import train_batch
 from worker.subspace.data import load_dataset
 from worker.subspace.projection import FastfoodProjection
@@ -47,7 +47,7 @@ def projection(D: int, k: int, seed: int = 0, normalize_p: str = "unit_columns",
 @needs_kernel
 def test_the_kernel_is_built_on_this_machine():
     assert fastfood_kernel.load() and fastfood_kernel.available()
-    assert list(fastfood_kernel.cache_folder().glob("fastfood-*.so"))
+    assert list(native.cache_folder().glob("fastfood-*.so"))
 
 
 @needs_kernel
@@ -55,12 +55,12 @@ def test_the_kernel_is_built_on_this_machine():
 def test_the_rows_of_P_v_and_P_transpose_u_equal_the_torch_ops(D, k):
     P = projection(D, k)
     v, u = torch.randn(k), torch.randn(D)
-    with fastfood_kernel.disabled():
+    with native.disabled():
         reference, reference_t = P(v), P.transpose(u)
     assert close(P(v), reference) and close(P.transpose(u), reference_t)
     L = P.L
     for rows in (slice(0, D), slice(0, 1), slice(D - 1, D), slice(min(L - 1, D - 1), D), slice(D // 3, 2 * D // 3)):
-        with fastfood_kernel.disabled():
+        with native.disabled():
             expected, expected_t = P._rows(v, rows), P._transpose_rows(u[rows], rows)
         assert close(P._rows(v, rows), expected, scale=reference), rows
         assert close(P._transpose_rows(u[rows], rows), expected_t, scale=reference_t * (len(range(D)[rows]) / D) ** 0.5
@@ -72,7 +72,7 @@ def test_theta_0_is_added_in_the_same_pass_and_many_vectors_share_one_projection
     P, theta_0 = projection(3190, 100), torch.randn(3190)
     v = torch.randn(100)
     assert close(P.affine(theta_0, v), theta_0 + P(v))
-    with fastfood_kernel.disabled():
+    with native.disabled():
         columns = P.materialize()                       # P·e_j, one vector at a time inside the torch ops
     assert close(P.materialize(), columns)              # k vectors through the kernel at once
 
@@ -88,7 +88,7 @@ def test_stacked_runs_each_get_their_own_projection():
     assert stacked.native
     for rows in (slice(0, 3190), slice(700, 2000)):
         got = stacked.rows(x, rows, base)
-        with fastfood_kernel.disabled():
+        with native.disabled():
             expected = [base[r, rows] + P._rows(v, rows) for r, (P, v) in enumerate(zip(projections, vs, strict=True))]
         assert all(close(got[r], expected[r]) for r in range(3))
 
@@ -105,6 +105,34 @@ def test_gradients_are_the_transposed_products_and_differentiate_again():
     u = torch.randn(3190, requires_grad=True)
     (through_transpose,) = torch.autograd.grad(P.transpose(u), u, w)
     assert close(through_transpose, P(w))
+
+
+@needs_kernel
+@pytest.mark.parametrize("per_tensor", [False, True], ids=["one-vector", "one-vector-per-part"])
+def test_the_point_is_theta_D_cut_into_parts_with_the_penalty_and_their_gradients(per_tensor):
+    """`point` against the torch ops: parts that straddle blocks and share them, a part whose gradient is None
+    (unused), penalised and unpenalised parts, one feature vector or one per part."""
+    rows = [slice(0, 700), slice(700, 710), slice(710, 3000), slice(3000, 3190)]
+    P, theta_0 = projection(3190, 100), torch.randn(3190)
+    penalized, vectors = [True, False, True, False], [0, 1, 2, 3] if per_tensor else [0, 0, 0, 0]
+    layout = fastfood_kernel.Layout(rows, vectors, penalized)
+    weights = [torch.randn(r.stop - r.start) for r in rows]
+
+    def objective(parts, squared_norm):   # part 1 takes no part: autograd hands the backward None for it
+        used = [(w * part).sum() for i, (w, part) in enumerate(zip(weights, parts, strict=True)) if i != 1]
+        return sum(used) + 0.3 * squared_norm
+
+    features = torch.randn(len(set(vectors)), 100, requires_grad=True)
+    parts, squared_norm = P.point(theta_0, features, layout)
+    (gradient,) = torch.autograd.grad(objective(parts, squared_norm), features)
+    with native.disabled():
+        assert P.point(theta_0, features, layout) is None   # where the kernel is off, the network splits θ_D
+        expected = [theta_0[r] + P._rows(features[v], r) for r, v in zip(rows, vectors, strict=True)]
+        expected_norm = sum(part.square().sum() for part, flag in zip(expected, penalized, strict=True) if flag)
+        (expected_gradient,) = torch.autograd.grad(objective(expected, expected_norm), features)
+    assert all(close(part, reference) for part, reference in zip(parts, expected, strict=True))
+    assert squared_norm.item() == pytest.approx(expected_norm.item(), rel=1e-6)
+    assert close(gradient, expected_gradient)
 
 
 def curves(result_points):
@@ -137,13 +165,13 @@ def test_a_run_trains_the_same_with_the_kernel_as_with_the_torch_ops(fields):
     torch.set_num_threads(1)
     try:
         cfg = RunConfig(**{**TINY, **fields})
-        native, native_result = solo_curve(cfg)
-        with fastfood_kernel.disabled():
+        kernel, kernel_result = solo_curve(cfg)
+        with native.disabled():
             reference, reference_result = solo_curve(cfg)
     finally:
         torch.set_num_threads(threads)
-    assert close(native, reference, 1e-5)
-    assert native_result.metrics["test_acc"] == pytest.approx(reference_result.metrics["test_acc"], abs=1 / 256)
+    assert close(kernel, reference, 1e-5)
+    assert kernel_result.metrics["test_acc"] == pytest.approx(reference_result.metrics["test_acc"], abs=1 / 256)
 
 
 @needs_kernel
@@ -157,10 +185,10 @@ def test_a_batch_trains_the_same_with_the_kernel_as_with_the_torch_ops():
         train_batch(cfgs, splits, callbacks=recorders)
         return [curves(recorder.points) for recorder in recorders]
 
-    native = batch_curves()
-    with fastfood_kernel.disabled():
+    kernel = batch_curves()
+    with native.disabled():
         reference = batch_curves()
-    assert all(close(a, b, 1e-5) for a, b in zip(native, reference, strict=True))
+    assert all(close(a, b, 1e-5) for a, b in zip(kernel, reference, strict=True))
 
 
 def _child(code: str, *args: str) -> subprocess.CompletedProcess:
@@ -171,8 +199,8 @@ def _child(code: str, *args: str) -> subprocess.CompletedProcess:
 PROBE = """
     import json, logging, sys, torch
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from worker.subspace import fastfood_kernel
-    fastfood_kernel.configure(cache=sys.argv[1], compiler=sys.argv[2] if len(sys.argv) > 2 else None)
+    from worker.subspace import fastfood_kernel, native
+    native.configure(cache=sys.argv[1], compiler=sys.argv[2] if len(sys.argv) > 2 else None)
     from worker.subspace.projection import FastfoodProjection
     P = FastfoodProjection(3190, 100, [slice(0, 3190)], "unit_columns", 1.0, torch.Generator().manual_seed(0))
     v = torch.arange(100, dtype=torch.float32) / 100
@@ -185,10 +213,10 @@ def test_without_a_compiler_the_projection_computes_with_torch_ops_after_one_war
     assert child.returncode == 0, child.stderr
     answer = json.loads(child.stdout.strip().splitlines()[-1])
     assert answer["available"] is False
-    warnings = [line for line in child.stderr.splitlines() if line.startswith("WARNING worker.subspace.fastfood")]
+    warnings = [line for line in child.stderr.splitlines() if line.startswith("WARNING worker.subspace.native")]
     assert len(warnings) == 1 and "torch ops" in warnings[0]
     P = projection(3190, 100)
-    with fastfood_kernel.disabled():
+    with native.disabled():
         expected = P(torch.arange(100, dtype=torch.float32) / 100)
     assert torch.equal(torch.tensor(answer["Pv"]), expected)
 

@@ -21,63 +21,34 @@ torch.compile the same kernels as torch custom operators (torch.library), which 
 traces as opaque calls. (The custom operators' own eager dispatch costs about 0.3 ms a training
 step more than the Functions', a tenth of a small step.) CPU float32 tensors only.
 
-The kernel is C, built on first use with the machine's C compiler (cc, gcc or clang on PATH, or
-the one `configure` names: the setting IDLAB_C_COMPILER) for this CPU (-O3 -march=native) into a
-cache folder (~/.cache/idlab/kernels, or IDLAB_KERNEL_CACHE_DIR), keyed by the source, the compiler
-and the CPU, so a sweep's processes build it once (about a second). Where it cannot be
-built or loaded (no compiler, a read-only cache, an unknown platform) `available()` is False after
-one warning in the log, and the projections compute with torch ops: the same numbers within float32
-rounding (each transform sums in another order: 1e-6 relative, tests/engine/test_fastfood_kernel.py).
+The kernel is C, built for this CPU on first use and cached (`native`). Where it cannot be built or
+loaded (no compiler, a read-only cache, an unknown platform) `available()` is False after one warning in
+the log, and the projections compute with torch ops: the same numbers within float32 rounding (each
+transform sums in another order: 1e-6 relative, tests/engine/test_fastfood_kernel.py).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from worker.subspace import native
 
 SOURCE = Path(__file__).with_name("fastfood_kernel.c")
-FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
-
-_enabled = True
-_loaded: list = []   # [the library, or None where it cannot be had], once looked for (`load`)
-
 
 def load() -> bool:
     """Build (once per machine) and load the kernel; whether it is there. Called eagerly by the projections
     that use it, so that `available`, read inside a compiled step, is a plain lookup."""
-    if not _loaded:
-        _loaded.append(_library())
-    return _loaded[0] is not None
+    return native.library(SOURCE) is not None
 
 
 def available() -> bool:
-    """Whether the native kernel is loaded (`load`) and not switched off by `disabled`."""
-    return _enabled and bool(_loaded) and _loaded[0] is not None
-
-
-@contextmanager
-def disabled():
-    """Compute with torch ops inside the block, as on a machine without a C compiler."""
-    global _enabled
-    previous, _enabled = _enabled, False
-    try:
-        yield
-    finally:
-        _enabled = previous
+    """Whether the native kernel is loaded (`load`) and not switched off (`native.disabled`)."""
+    return native.enabled() and native.loaded(SOURCE) is not None
 
 
 def usable(L: int, *tensors: Tensor) -> bool:
@@ -86,68 +57,12 @@ def usable(L: int, *tensors: Tensor) -> bool:
     return L <= MAX_L and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and available()
 
 
-_where: dict[str, str | Path | None] = {"cache": None, "compiler": None}
-
-
-def configure(cache: Path | str | None = None, compiler: str | None = None) -> None:
-    """Where the kernel is cached and which C compiler builds it (None: the defaults); before its first use."""
-    _where.update(cache=Path(cache) if cache else None, compiler=compiler or None)
-    _loaded.clear()
-
-
-def cache_folder() -> Path:
-    return _where["cache"] or Path.home() / ".cache" / "idlab" / "kernels"
-
-
-def _library() -> ctypes.CDLL | None:
-    compiler = _where["compiler"] or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        log.warning("fastfood: no C compiler (cc, gcc or clang, or IDLAB_C_COMPILER) to build the native kernel; "
-                    "computing with torch ops (slower, same results)")
-        return None
-    try:
-        return ctypes.CDLL(str(_build(compiler)))
-    except (OSError, subprocess.SubprocessError) as problem:
-        log.warning("fastfood: the native kernel could not be built or loaded (%s); computing with torch ops "
-                    "(slower, same results)", str(problem)[-300:] or type(problem).__name__)
-        return None
-
-
-def _build(compiler: str) -> Path:
-    """The shared library for this source, compiler and CPU: built once, then found in the cache."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, version, " ".join(FLAGS), platform.machine(),
-                                     _cpu_flags()]).encode()).hexdigest()[:16]
-    target = cache_folder() / f"fastfood-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as folder:   # built aside, then moved in atomically
-        built = Path(folder) / target.name
-        result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True,
-                                timeout=120)
-        if result.returncode != 0:
-            raise OSError(f"{compiler} failed: {result.stderr.strip() or result.stdout.strip()}")
-        os.replace(built, target)
-    log.info("fastfood: built the native kernel %s", target)
-    return target
-
-
-def _cpu_flags() -> str:
-    """What -march=native compiles for: the CPU's model and feature flags (Linux), else the processor name."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags", "Features"))}))
-
-
 def _call(name: str, K: int, n: int, L: int, vector: Tensor, B: Tensor, G: Tensor, Pi: Tensor, S: Tensor,
           out: Tensor, row_start: int, row_stop: int, base: Tensor | None = None) -> None:
     """One kernel call over float32 / int32 CPU tensors; B, G, Pi, S with a leading 1 serve every vector."""
     if not load():
         raise RuntimeError("the native fastfood kernel is not available on this machine")
-    library = _loaded[0]
+    library = native.loaded(SOURCE)
     shared = B.shape[0] == 1
     if not shared and B.shape[0] != K:
         raise ValueError(f"the fastfood tables hold {B.shape[0]} projections for {K} vectors")
@@ -296,3 +211,89 @@ def fastfood_rows_t(g: Tensor, B: Tensor, G: Tensor, Pi: Tensor, S: Tensor, row_
     if torch.compiler.is_compiling():
         return _op_rows_t(g, B, G, Pi, S, row_start, row_stop)
     return _RowsT.apply(g, B, G, Pi, S, row_start, row_stop)
+
+
+class Layout:
+    """How `point` cuts θ_D: part p is rows bounds[p]…bounds[p+1]−1, computed from feature vector vectors[p]
+    (one shared vector, or one per weight tensor), its squares summed where penalized[p]; held as the C arrays
+    the kernel reads, made once per network."""
+
+    def __init__(self, row_slices: list[slice], vectors: list[int], penalized: list[bool]):
+        n = len(row_slices)
+        if not n or len(vectors) != n or len(penalized) != n:
+            raise ValueError("a layout needs one vector index and one penalty flag per part")
+        if any(rows.stop != after.start for rows, after in zip(row_slices[:-1], row_slices[1:], strict=True)):
+            raise ValueError("the parts must be consecutive rows")
+        self.sizes = [rows.stop - rows.start for rows in row_slices]
+        self.rows = row_slices[-1].stop
+        self.n_vectors = max(vectors) + 1
+        self.bounds = (ctypes.c_int64 * (n + 1))(*[rows.start for rows in row_slices], self.rows)
+        self.vectors = (ctypes.c_int64 * n)(*vectors)
+        self.penalized = (ctypes.c_uint8 * n)(*[int(flag) for flag in penalized])
+
+
+def _pointers(tensors) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr() for t in tensors])
+
+
+class _Point(torch.autograd.Function):
+    """θ_D's parts and their penalised squared norm (`point`); backward Pᵀ·(∂parts + 2·∂norm·θ_D[penalised])."""
+
+    @staticmethod
+    def forward(ctx, x, base, B, G, Pi, S, layout):
+        ctx.set_materialize_grads(False)
+        n, L = B.shape
+        parts = [x.new_empty(size) for size in layout.sizes]
+        squares = (ctypes.c_double * len(parts))()
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        status = native.loaded(SOURCE).idlab_fastfood_point(
+            size(n), size(L), pointer(x.data_ptr()), pointer(B.data_ptr()), pointer(G.data_ptr()),
+            pointer(Pi.data_ptr()), pointer(S.data_ptr()), pointer(None if base is None else base.data_ptr()),
+            size(len(parts)), layout.bounds, layout.vectors, layout.penalized, _pointers(parts), squares)
+        if status != 0:
+            raise MemoryError(f"fastfood kernel idlab_fastfood_point: could not allocate {2 * L} floats")
+        ctx.layout, ctx.tables, ctx.x_shape = layout, (B, G, Pi, S), x.shape
+        ctx.save_for_backward(*parts)
+        return (*parts, x.new_tensor(sum(squares)))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        *grad_parts, grad_norm = grads
+        parts, layout, (B, G, Pi, S) = ctx.saved_tensors, ctx.layout, ctx.tables
+        grad_parts = [None if g is None else g.reshape(-1).contiguous() for g in grad_parts]
+        n, L = B.shape
+        grad_x = parts[0].new_empty(ctx.x_shape)
+        pointer, size = ctypes.c_void_p, ctypes.c_int64
+        status = native.loaded(SOURCE).idlab_fastfood_point_t(
+            size(n), size(L), pointer(B.data_ptr()), pointer(G.data_ptr()), pointer(Pi.data_ptr()),
+            pointer(S.data_ptr()), size(len(parts)), layout.bounds, layout.vectors, layout.penalized,
+            _pointers(grad_parts), _pointers(parts), ctypes.c_float(0.0 if grad_norm is None else 2 * float(grad_norm)),
+            size(layout.n_vectors), pointer(grad_x.data_ptr()))
+        if status != 0:
+            raise MemoryError(f"fastfood kernel idlab_fastfood_point_t: could not allocate {2 * L} floats")
+        return grad_x, None, None, None, None, None, None
+
+
+def point(x: Tensor, base: Tensor | None, B: Tensor, G: Tensor, Pi: Tensor, S: Tensor, layout: Layout,
+          ) -> tuple[tuple[Tensor, ...], Tensor]:
+    """θ_D = base + P·x_v cut into the layout's parts, and Σ_{p penalised} ‖part_p‖², in one pass per block.
+
+        part_p = base[rows_p] + (P·x_{v_p})[rows_p]        x (V, L): the feature vectors, zero-padded to L
+
+    One projection: B, G, Pi, S as `signs`, float32, `permutation`, float32, (n, L) and (n,). The parts are
+    separate tensors, so autograd hands their gradients to the backward as they are, which reads them in place
+    (no concatenation into a D-vector), adding the penalty's gradient 2·λ·θ_D[rows_p] in the same pass. base
+    (θ_0) is not differentiated. Eager only: the training step's fast path (`SubspaceNetwork.point`).
+    """
+    n, L = B.shape[-2:]
+    if (x.dim() != 2 or x.shape != (layout.n_vectors, L) or x.dtype != torch.float32
+            or (base is not None and (base.shape != (layout.rows,) or base.requires_grad)) or layout.rows > n * L):
+        raise ValueError(f"fastfood point: x must be ({layout.n_vectors}, {L}) float32 and base ({layout.rows},) "
+                         f"without gradient, got {tuple(x.shape)} and {None if base is None else tuple(base.shape)}")
+    _check(x, B, G, Pi, S, 0, layout.rows)
+    if not load():
+        raise RuntimeError("the native fastfood kernel is not available on this machine")
+    tables = tuple(t.contiguous() for t in (B, G, Pi, S))
+    *parts, squared_norm = _Point.apply(x.contiguous(), None if base is None else base.contiguous(), *tables, layout)
+    return tuple(parts), squared_norm

@@ -13,8 +13,11 @@ Direct training (the baseline) trains all D weights of θ_D, starting at θ_0.
 The network itself is a parameterless skeleton on the meta device: each forward
 pass splits one flat θ_D into views of the layer shapes and evaluates the
 skeleton at them (`model.AtPoint`, what `torch.func.functional_call` computes),
-so gradient reaches only θ_d (and P when it is trainable). The L2 penalty reads
-the same split parts, so θ_D's gradient is assembled by one concatenation.
+so gradient reaches only θ_d (and P when it is trainable). A training step takes
+θ_D as those parts together with the L2 penalty's squared norm at them (`point`):
+for fastfood both come from the native kernel's one pass per block, whose backward
+reads the parts' gradients where autograd left them; otherwise θ_D is split, and its
+gradient is put together by one concatenation.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from idlab.config import RunConfig
+from worker.subspace import fastfood_kernel
 from worker.subspace.augmentation import Augmentation
 from worker.subspace.model import AtPoint, build_model, initial_theta, is_kernel
-from worker.subspace.projection import Projection, build_projection
+from worker.subspace.projection import FastfoodProjection, Projection, build_projection
 
 
 def row_slices(config: RunConfig) -> list[slice]:
@@ -66,11 +70,15 @@ class _FlatNetwork(nn.Module):
         """‖θ_D‖² over the weights the L2 penalty covers, Σ_{t penalised} ‖θ_D[rows_t]‖² (θ_D or its `split`).
 
         Split, not sliced: a slice's backward writes its gradient into a zero-filled D-vector, once
-        per tensor and step; the training step passes the parts the network is called with, so θ_D's
-        gradient is put together by one concatenation.
+        per tensor and step; `point` passes the parts the network is called with.
         """
         parts = self.split(theta_D) if isinstance(theta_D, Tensor) else theta_D
         return sum(W.square().sum() for W, penalized in zip(parts, self.penalized, strict=True) if penalized)
+
+    def point(self, penalty: bool = True) -> tuple[tuple[Tensor, ...], Tensor | None]:
+        """θ_D as its `split`, and the penalty's `squared_norm` there (None without a penalty): a step's point."""
+        parts = self.split(self.theta_D())
+        return parts, self.squared_norm(parts) if penalty else None
 
     def call(self, x: Tensor, parts: tuple[Tensor, ...]) -> Tensor:
         """f(x; θ_D), θ_D given as its `split`."""
@@ -99,6 +107,7 @@ class SubspaceNetwork(_FlatNetwork):
         else:
             theta_d = torch.zeros(config.d)
         self.theta_d = nn.Parameter(theta_d)
+        self._layout: fastfood_kernel.Layout | None = None   # the parts of `point`, made on first use
 
     def theta_D(self, theta_d: Tensor | None = None) -> Tensor:
         """θ_0 + P·φ(θ_d), at the trained θ_d unless another point is given."""
@@ -106,6 +115,20 @@ class SubspaceNetwork(_FlatNetwork):
         if self.phi.per_tensor:
             return self.P.affine_blocks(self.theta_0, list(features), self.rows)
         return self.P.affine(self.theta_0, features[0])
+
+    def point(self, penalty: bool = True) -> tuple[tuple[Tensor, ...], Tensor | None]:
+        """θ_D's parts and squared norm; for fastfood, through the native kernel in one pass per block, which
+        hands autograd the parts themselves: their gradients reach Pᵀ without a concatenation into a D-vector,
+        and the penalty's gradient is added in the same pass (`FastfoodProjection.point`)."""
+        if isinstance(self.P, FastfoodProjection):
+            if self._layout is None:
+                vectors = list(range(len(self.rows))) if self.phi.per_tensor else [0] * len(self.rows)
+                self._layout = fastfood_kernel.Layout(self.rows, vectors, self.penalized)
+            fast = self.P.point(self.theta_0, self.phi(self.theta_d), self._layout)
+            if fast is not None:
+                parts, squared_norm = fast
+                return parts, squared_norm if penalty else None
+        return super().point(penalty)
 
     @torch.no_grad()
     def offset_at_zero(self) -> float:

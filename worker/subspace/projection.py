@@ -328,6 +328,18 @@ class FastfoodProjection(Projection):
             return torch.cat([self._affine_rows(base, v, rows) for v, rows in zip(vs, row_slices, strict=True)])
         return base + self.forward_blocks(vs, row_slices)
 
+    def point(self, base: Tensor, features: Tensor, layout: fastfood_kernel.Layout,
+              ) -> tuple[tuple[Tensor, ...], Tensor] | None:
+        """θ_D = base + P·φ cut into the layout's parts, with their penalised squared norm, through the native
+        kernel in one pass (`fastfood_kernel.point`): features (T, k), one row per layout vector. None where
+        the kernel does not apply: block_sum's column scales, another device or dtype, a base that is trained,
+        under torch.compile (which traces `affine`)."""
+        if (self.c is not None or torch.compiler.is_compiling() or base.requires_grad
+                or not self._native(features, base)):
+            return None
+        x = F.pad(features, (0, self.L - self.k))
+        return fastfood_kernel.point(x, base, self.B_signs, self.G, self.Pi_bits, self.S.view(-1), layout)
+
     def _affine_rows(self, base: Tensor, v: Tensor, rows: slice) -> Tensor:
         """(base + P·v)[rows] through the native kernel: (D,), (k,) → (|rows|,)."""
         x = F.pad(v, (0, self.L - self.k)).view(1, self.L)
