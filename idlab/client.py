@@ -48,6 +48,8 @@ It never imports torch or the lab's server code.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import math
 import os
 import sys
@@ -537,6 +539,28 @@ class Lab:
                            baseline_mode=body["baseline_mode"], fraction=body["fraction"])
         return frame
 
+    def contrast(self, experiment: int | Mapping, field: str, a: Any, b: Any, metric: str = "test_acc",
+                 confidence: float = 0.95, margin: float | None = None, raw: bool = False,
+                 ) -> pandas.DataFrame | dict:
+        """Does group a beat group b? One row per stratum (the other grid fields) × d: n_a, n_b, mean_a,
+        mean_b, delta (a − b), ci_low, ci_high (Welch), df, p_value (one-sided, a > b), p_adjusted (Holm over
+        the d), p_equivalence and equivalent (within ±margin, when given), reason (why no test), and the
+        seed-matched check paired_pairs, paired_delta, paired_ci_low, paired_ci_high, paired_p_value.
+        a and b are values of `field` (e.g. "rff", True, 0.001). docs/statistics.md explains the numbers;
+        raw=True gives the API's JSON, which `attrs` holds too."""
+        query = {"field": field, "a": _query_value(a), "b": _query_value(b), "metric": metric, "confidence": confidence,
+                 "margin": margin}
+        body = self._get(f"/experiments/{_id(experiment)}/contrast", **query)
+        if raw:
+            return body
+        pd = _pandas()
+        csv = self.request("GET", f"/experiments/{_id(experiment)}/contrast",
+                           params={k: v for k, v in {**query, "format": "csv"}.items() if v is not None}).text
+        frame = pd.read_csv(io.StringIO(csv))     # the lab's own table of it: one row per stratum × d
+        frame.attrs.update(contrast=body, field=body["field"], a=body["a"], b=body["b"], metric=body["metric"],
+                           confidence=body["confidence"], margin=body["margin"])
+        return frame
+
     def export(self, experiment: int | Mapping) -> pandas.DataFrame:
         """Every run of the experiment, one row each: run_id, role, status, sizes and timings,
         `config.<field>` and `final.<metric>` (the API's export, list values kept as lists)."""
@@ -759,6 +783,11 @@ def _parse_times(frame: pandas.DataFrame) -> pandas.DataFrame:
         if isinstance(column, str) and column.endswith("_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame
+
+
+def _query_value(value: Any) -> str:
+    """A grid value as the contrast's query names it: text as it is, anything else as JSON (true, 0.001)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _id(thing: int | Mapping) -> int:

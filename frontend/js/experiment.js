@@ -1,5 +1,6 @@
 // One experiment: test accuracy against d per group (mean ± std over seeds, baseline, 90% threshold,
-// d_int90 with its interval), the d_int90 table, overlaid convergence of chosen runs, the P
+// d_int90 with its interval), the d_int90 table, a contrast of two groups (Δ per d with its interval
+// and tests), overlaid convergence of chosen runs, the P
 // distributions across d, exports, and its runs. Everything grows as runs finish. A search
 // experiment also shows, per group, its rounds (the d evaluated, their mean accuracy) and the
 // bracket (lo, hi] that holds d_int90, narrowing as rounds finish.
@@ -13,6 +14,7 @@ import { h } from "./dom.js";
 import { live } from "./live.js";
 import { accuracyPanel } from "./panels/accuracy-vs-d.js";
 import { compareSelectionBar } from "./panels/compare-selection.js";
+import { contrastPanel } from "./panels/contrast.js";
 import { convergenceOverlayPanel } from "./panels/convergence-overlay.js";
 import { dint90TablePanel } from "./panels/dint90-table.js";
 import { experimentHead } from "./panels/experiment-head.js";
@@ -78,6 +80,7 @@ class ExperimentView {
     this.accuracy = accuracyPanel(id);
     this.search = experiment.kind === "search" ? searchRoundsPanel(id) : null;
     this.dint90 = dint90TablePanel();
+    this.contrast = contrastPanel(experiment);
     this.overlay = convergenceOverlayPanel({ experimentId: id, selection });
     this.distributions = pDistributionsPanel(id);
     this.table = new RunTable({
@@ -89,6 +92,7 @@ class ExperimentView {
     this.compareBar = compareSelectionBar(this.table);
     this.schedule = redrawScheduler((what) => (this.closed ? null : what === "all" ? this.refresh(true) : this.overlay.redraw()));
     root.append(...this.head.nodes, this.tagsNotes.node, this.accuracy.node, ...(this.search ? [this.search.node] : []), this.dint90.node,
+      this.contrast.node,
       h("div.grid2", this.overlay.node, this.distributions.node), h("div.panel", h("div.panel-head", h("h2", "Runs"), this.compareBar.node), this.table.node));
   }
 
@@ -102,7 +106,7 @@ class ExperimentView {
     }
     if (this.closed) return;
     this.dint90.update(this.summary);
-    await Promise.all([this.accuracy.update(this.summary), this.search?.update({ summary: this.summary, runsById: this.runsById })]);
+    await Promise.all([this.accuracy.update(this.summary), this.contrast.update(), this.search?.update({ summary: this.summary, runsById: this.runsById })]);
   }
 
   /** Re-read the experiment; everything when a run's status changed (or `force`), else the overlay of running runs. */
@@ -166,7 +170,7 @@ class ExperimentView {
     this.closed = true;
     this.live?.close();
     this.table.stop();
-    for (const panel of [this.accuracy, this.search, this.dint90, this.overlay, this.distributions]) panel?.destroy();
+    for (const panel of [this.accuracy, this.search, this.dint90, this.contrast, this.overlay, this.distributions]) panel?.destroy();
   }
 }
 

@@ -198,6 +198,16 @@ def test_an_experiment_from_preview_to_summary_and_export(served_lab, lab, capsy
     assert dict(zip(listed["run_id"], listed["final.test_acc"], strict=True)) == pytest.approx(
         dict(zip(export["run_id"], export["final.test_acc"], strict=True)))
 
+    contrast = lab.contrast(created, "augmentation", "rff", "linear", margin=0.05)
+    raw_contrast = api(served_lab, f"/experiments/{created['id']}/contrast", field="augmentation", a="rff",
+                       b="linear", margin=0.05)
+    (stratum,) = raw_contrast["strata"]
+    assert list(contrast["d"]) == [row["d"] for row in stratum["rows"]] == [10, 40]
+    for (_, row), expected in zip(contrast.iterrows(), stratum["rows"], strict=True):
+        assert row["delta"] == pytest.approx(expected["delta"]) and (row["n_a"], row["n_b"]) == (2, 2)
+        assert _same(row["ci_low"], (expected["ci"] or [None])[0]) and _same(row["p_adjusted"], expected["p_adjusted"])
+        assert row["paired_pairs"] == expected["paired"]["pairs"] == 2
+
 
 def test_a_search_experiment_is_waited_for_until_no_group_is_searching(served_lab, lab):
     openapi = httpx.get(f"{served_lab.url}/openapi.json", timeout=30).json()

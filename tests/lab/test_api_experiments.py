@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -240,6 +241,74 @@ def test_summary_with_a_global_baseline(client, sessions):
     linear, rff = summary["groups"]
     assert linear["d_int90"] == 40 and rff["d_int90"] == 10
     assert linear["d_int90_interpolated"] == pytest.approx(20 * 2 ** ((0.9 - 0.82) / (0.96 - 0.82)))
+
+
+# ---- contrast ------------------------------------------------------------------------------------
+
+CONTRAST = {("linear", 10): [0.50, 0.55, 0.53], ("rff", 10): [0.60, 0.58, 0.66],
+            ("linear", 20): [0.80, 0.82, 0.81], ("rff", 20): [0.81, 0.80, None]}
+
+
+def test_contrast_per_d_equals_welch_holm_and_the_paired_differences_of_its_runs(client, sessions):
+    from scipy import stats
+
+    body = create(client, grid={"augmentation": ["linear", "rff"], "d": [10, 20]}, seeds=[0, 1, 2])
+    for run in runs_of(sessions, body["id"]):
+        accuracy = CONTRAST[(run.config["augmentation"], run.config["d"])][run.config["seed"]]
+        if accuracy is None:
+            finish(sessions, run.id, FAILED, error="diverged early")
+        else:
+            finish(sessions, run.id, SUCCEEDED, metrics={"test_acc": accuracy})
+    response = client.get(f"/api/experiments/{body['id']}/contrast",
+                          params={"field": "augmentation", "a": "rff", "b": "linear", "margin": 0.05})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["a"], result["b"], result["fields"]) == ("rff", "linear", [])
+    (stratum,) = result["strata"]
+    rows = {row["d"]: row for row in stratum["rows"]}
+    p_values = []
+    for d in (10, 20):
+        a = [y for y in CONTRAST[("rff", d)] if y is not None]
+        b = CONTRAST[("linear", d)]
+        welch = stats.ttest_ind(a, b, equal_var=False)
+        row = rows[d]
+        assert (row["n_a"], row["n_b"]) == (len(a), 3) and row["delta"] == pytest.approx(np.mean(a) - np.mean(b))
+        interval = welch.confidence_interval(0.95)
+        assert row["ci"] == pytest.approx([interval.low, interval.high])
+        assert row["p_value"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+        p_values.append(row["p_value"])
+        tost = max(stats.ttest_ind(np.add(a, 0.05), b, equal_var=False, alternative="greater").pvalue,
+                   stats.ttest_ind(np.subtract(a, 0.05), b, equal_var=False, alternative="less").pvalue)
+        assert row["p_equivalence"] == pytest.approx(tost) and row["equivalent"] == (tost < 0.05)
+        differences = np.subtract(a, b[:len(a)])       # the seeds both ran: 0, 1 (and 2 at d = 10)
+        assert row["paired"]["pairs"] == len(a) and row["paired"]["delta"] == pytest.approx(differences.mean())
+    low, high = sorted(p_values)
+    assert sorted(row["p_adjusted"] for row in rows.values()) == pytest.approx(sorted([2 * low, max(2 * low, high)]))
+
+    exported = client.get(f"/api/experiments/{body['id']}/contrast",
+                          params={"field": "augmentation", "a": "rff", "b": "linear", "margin": 0.05, "format": "csv"})
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    table = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [int(line["d"]) for line in table] == [10, 20]
+    for line in table:
+        row = rows[int(line["d"])]
+        assert float(line["delta"]) == pytest.approx(row["delta"])
+        assert float(line["ci_low"]) == pytest.approx(row["ci"][0])
+        assert float(line["p_adjusted"]) == pytest.approx(row["p_adjusted"])
+        assert line["equivalent"] == str(row["equivalent"])
+
+
+def test_a_contrast_of_what_the_experiment_does_not_sweep_names_what_to_fix(client, sessions):
+    body = create(client, grid={"augmentation": ["linear", "rff"], "d": [10]}, seeds=[0])
+    url = f"/api/experiments/{body['id']}/contrast"
+    for params, field in (({"field": "lr", "a": "1", "b": "2"}, "field"),
+                          ({"field": "augmentation", "a": "power", "b": "linear"}, "a"),
+                          ({"field": "augmentation", "a": "rff", "b": "rff"}, "b"),
+                          ({"field": "augmentation", "a": "rff", "b": "linear", "metric": "loss"}, "metric")):
+        response = client.get(url, params=params)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", field]
+    assert client.get("/api/experiments/424242/contrast", params={"field": "d", "a": "1", "b": "2"}).status_code == 404
 
 
 # ---- export --------------------------------------------------------------------------------------

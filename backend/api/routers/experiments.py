@@ -23,6 +23,7 @@ from backend.api.routers.runs import active_references, enqueue, reference_refus
 from backend.api.routers.tags import TagFilter, add_tag, checked_tag_filter, commit_tags, remove_tag
 from backend.api.schemas.common import MAX_ID
 from backend.api.schemas.experiments import (
+    ContrastOut,
     ExperimentCreate,
     ExperimentCreated,
     ExperimentDetail,
@@ -35,6 +36,7 @@ from backend.api.schemas.runs import ArchivedFilter
 from backend.api.schemas.tags import ObjectPatch, TagIn
 from backend.domain import lifecycle, search_rounds, tags
 from backend.domain.analysis import export
+from backend.domain.analysis.contrast import METRICS, ContrastError, contrast, table
 from backend.domain.analysis.summary import summarize
 from backend.domain.grid import BASELINE, plan_experiment, search_rounds_at_most
 from backend.domain.models import FINISHED, Experiment, Run, SearchGroup
@@ -273,6 +275,36 @@ def experiment_summary(experiment_id: ExperimentId, session: SessionDep) -> dict
     groups = session.scalars(select(SearchGroup).where(SearchGroup.experiment_id == experiment_id)
                              .order_by(SearchGroup.position)).all()
     return json_safe(summarize(experiment, runs, groups))
+
+
+@router.get("/{experiment_id}/contrast", response_model=ContrastOut, summary="Does group a beat group b? Δ per d")
+def experiment_contrast(
+    experiment_id: ExperimentId, session: SessionDep,
+    field: Annotated[str, Query(max_length=100, description="The grid field whose values name the two groups.")],
+    a: Annotated[str, Query(max_length=200, description="Group a's value of the field (its JSON or its text).")],
+    b: Annotated[str, Query(max_length=200, description="Group b's value.")],
+    metric: Annotated[Literal[METRICS], Query(description="Each run's final test_acc or its best_test_acc.")]
+    = "test_acc",
+    confidence: Annotated[float, Query(ge=0.5, lt=1, description="The intervals' coverage; α = 1 − it.")] = 0.95,
+    margin: Annotated[float | None, Query(gt=0, le=1, description="Equivalence margin δ: test |Δ| < δ.")] = None,
+    format: Annotated[Literal["json", "csv"], Query(description="csv: one row per stratum × d, as an attachment.")]
+    = "json",
+) -> dict | Response:
+    """Per d both groups ran (and per combination of the other grid fields): Δ = mean_a − mean_b of the
+    succeeded runs' metric, Welch's interval, the one-sided p of a > b, Holm's adjustment over the d, with a
+    margin the equivalence test, and beside it the seed-matched (paired) analysis (docs/statistics.md)."""
+    experiment = get_experiment(session, experiment_id)
+    runs = session.scalars(select(Run).where(Run.experiment_id == experiment_id).order_by(Run.id)).all()
+    try:
+        result = json_safe(contrast(experiment, runs, field, a, b, metric, confidence, margin))
+    except ContrastError as problem:
+        given = {"field": field, "a": a, "b": b, "metric": metric, "confidence": confidence, "margin": margin}
+        raise reject([error(("query", problem.field), problem.message, input_=given.get(problem.field))]) from None
+    if format == "json":
+        return result
+    filename = f"experiment-{experiment_id}-contrast-{field}.csv"
+    return Response(export.to_csv(*table(result)), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get("/{experiment_id}/export", summary="Every run's config and final metrics, as CSV or JSON",

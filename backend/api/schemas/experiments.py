@@ -220,3 +220,41 @@ class SummaryOut(BaseModel):
     fraction: float
     d_int90_method: str = Field(description="The interval's method (every group's).")
     d_int90_confidence: float = Field(description="The interval's nominal coverage, e.g. 0.95.")
+
+
+class PairedOut(BaseModel):
+    pairs: int = Field(description="Seeds both groups ran at this d.")
+    delta: float | None = Field(description="Mean of the seed-matched differences y_a − y_b.")
+    ci: list[float] | None = Field(description="Its t interval at the contrast's confidence.")
+    p_value: float | None = Field(description="One-sided p of a > b on the differences.")
+
+
+class ContrastRow(BaseModel):
+    d: int
+    n_a: int
+    n_b: int
+    mean_a: float | None
+    mean_b: float | None
+    delta: float | None = Field(description="mean_a − mean_b.")
+    ci: list[float] | None = Field(description="Welch's two-sided interval of Δ at the contrast's confidence.")
+    df: float | None = Field(description="Welch–Satterthwaite degrees of freedom.")
+    p_value: float | None = Field(description="One-sided Welch p of a > b.")
+    p_adjusted: float | None = Field(description="Holm's adjustment over the d of this stratum.")
+    margin: float | None
+    p_equivalence: float | None = Field(description="Two one-sided tests within ±margin: the larger p.")
+    equivalent: bool | None = Field(description="Both one-sided tests reject at α = 1 − confidence.")
+    reason: str | None = Field(description="Why there is no interval or test (too few runs, no spread).")
+    paired: PairedOut = Field(description="The seed-matched analysis, a sensitivity check beside Welch's.")
+
+
+class ContrastOut(BaseModel):
+    field: str
+    a: Any
+    b: Any
+    metric: str
+    confidence: float
+    margin: float | None
+    fields: list[str] = Field(description="The other grid fields; each combination of them is a stratum.")
+    strata: list[dict[str, Any]] = Field(description=(
+        "One per combination of the other grid fields: their values, and `rows`, one ContrastRow per d that "
+        "both groups ran (the formulas: docs/statistics.md)."))

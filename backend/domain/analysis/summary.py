@@ -61,7 +61,7 @@ def summarize(experiment: Experiment, runs: Sequence[Run], search_groups: Sequen
 
     groups: dict[str, list[Run]] = {}
     for run in members:
-        groups.setdefault(_key(run.config, fields), []).append(run)
+        groups.setdefault(group_key(run.config, fields), []).append(run)
 
     summaries = []
     for members_of_group in groups.values():
@@ -73,9 +73,9 @@ def summarize(experiment: Experiment, runs: Sequence[Run], search_groups: Sequen
         else:
             baseline = None
         summaries.append({**values, **_group(members_of_group, baseline)})
-    searches = {_key(group.grid_values, fields): search_state(group) for group in search_groups}
+    searches = {group_key(group.grid_values, fields): search_state(group) for group in search_groups}
     for summary in summaries if searches else ():
-        summary["search"] = searches.get(_key(summary, fields))
+        summary["search"] = searches.get(group_key(summary, fields))
 
     shared = {g["baseline"] for g in summaries}
     baseline = shared.pop() if len(shared) == 1 else (float(experiment.baseline["value"]) if mode == "global" else None)
@@ -115,7 +115,7 @@ def _sizes(succeeded: list[Run], estimate: dict, D: int | None) -> dict:
     the description length d_int90 bounds, as stored (docs/model-files.md)."""
     by_d: dict = {}
     for run in succeeded:
-        if (size := _finite((run.final_metrics or {}).get(MODEL_BYTES))) is not None:
+        if (size := finite((run.final_metrics or {}).get(MODEL_BYTES))) is not None:
             by_d.setdefault(run.config["d"], []).append(size)
     for point in estimate["points"]:
         point[MODEL_BYTES] = float(np.mean(by_d[point["d"]])) if point["d"] in by_d else None
@@ -134,7 +134,7 @@ def _excluded(runs: list[Run]) -> dict[str, int]:
 
 def _best_at_last_epoch(run: Run) -> bool:
     """The run's best test accuracy came at its last epoch (a tie counts): it had not stopped improving."""
-    last, best = final_accuracy(run), _finite((run.final_metrics or {}).get(BEST_ACCURACY))
+    last, best = final_accuracy(run), finite((run.final_metrics or {}).get(BEST_ACCURACY))
     return last is not None and best is not None and last >= best
 
 
@@ -148,7 +148,8 @@ def search_state(group) -> dict:
 def matching_baselines(baselines: Sequence, group_values: dict) -> list:
     """The baseline runs of a group: those that match it on the fields direct training depends on."""
     relevant = {name: value for name, value in group_values.items() if name not in SUBSPACE_ONLY}
-    return [run for run in baselines if all(_same(run.config.get(name), value) for name, value in relevant.items())]
+    return [run for run in baselines
+            if all(same_value(run.config.get(name), value) for name, value in relevant.items())]
 
 
 def _baseline_accuracy(baselines: list[Run], group_values: dict) -> float | None:
@@ -160,18 +161,21 @@ def _baseline_accuracy(baselines: list[Run], group_values: dict) -> float | None
 
 def final_accuracy(run: Run) -> float | None:
     """The run's final test accuracy, or None when it reported none (or a non-finite one)."""
-    return _finite((run.final_metrics or {}).get(ACCURACY))
+    return finite((run.final_metrics or {}).get(ACCURACY))
 
 
-def _finite(value) -> float | None:
+def finite(value) -> float | None:
+    """The value as a float when it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _key(config: dict, fields: list[str]) -> str:
+def group_key(config: dict, fields: list[str]) -> str:
+    """The values of these fields in a config, as one comparable text: runs of one group share it."""
     return json.dumps([config.get(name) for name in fields], sort_keys=True, default=str)
 
 
-def _same(a, b) -> bool:
+def same_value(a, b) -> bool:
+    """Whether two config values have the same JSON text (True and 1 do not)."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
