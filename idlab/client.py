@@ -547,18 +547,17 @@ class Lab:
         the d), p_equivalence and equivalent (within ±margin, when given), reason (why no test), and the
         seed-matched check paired_pairs, paired_delta, paired_ci_low, paired_ci_high, paired_p_value.
         a and b are values of `field` (e.g. "rff", True, 0.001). docs/statistics.md explains the numbers;
-        raw=True gives the API's JSON, which `attrs` holds too."""
+        raw=True gives the API's JSON instead; `attrs` holds the contrast's field, a, b, metric, confidence
+        and margin."""
         query = {"field": field, "a": _query_value(a), "b": _query_value(b), "metric": metric, "confidence": confidence,
                  "margin": margin}
-        body = self._get(f"/experiments/{_id(experiment)}/contrast", **query)
         if raw:
-            return body
+            return self._get(f"/experiments/{_id(experiment)}/contrast", **query)
         pd = _pandas()
         csv = self.request("GET", f"/experiments/{_id(experiment)}/contrast",
                            params={k: v for k, v in {**query, "format": "csv"}.items() if v is not None}).text
         frame = pd.read_csv(io.StringIO(csv))     # the lab's own table of it: one row per stratum × d
-        frame.attrs.update(contrast=body, field=body["field"], a=body["a"], b=body["b"], metric=body["metric"],
-                           confidence=body["confidence"], margin=body["margin"])
+        frame.attrs.update(field=field, a=a, b=b, metric=metric, confidence=confidence, margin=margin)
         return frame
 
     def export(self, experiment: int | Mapping) -> pandas.DataFrame:

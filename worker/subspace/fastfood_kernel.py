@@ -73,8 +73,12 @@ def _call(name: str, K: int, n: int, L: int, vector: Tensor, B: Tensor, G: Tenso
     if name == "idlab_fastfood_forward":   # with θ_0 (or nothing) added to the rows it writes
         base = None if base is None else base.contiguous()
         tables += (pointer(None if base is None else base.data_ptr()), size(0 if base is None else base.shape[-1]))
-    status = getattr(library, name)(size(K), size(n), size(L), *tables, pointer(out.data_ptr()), size(row_start),
-                                    size(row_stop))
+    _succeeded(name, L, getattr(library, name)(size(K), size(n), size(L), *tables, pointer(out.data_ptr()),
+                                               size(row_start), size(row_stop)))
+
+
+def _succeeded(name: str, L: int, status: int) -> None:
+    """A kernel's status: 0, or it could not allocate its two buffers of L floats."""
     if status != 0:
         raise MemoryError(f"fastfood kernel {name}: could not allocate its buffers of {2 * L} floats")
 
@@ -246,12 +250,10 @@ class _Point(torch.autograd.Function):
         parts = [x.new_empty(size) for size in layout.sizes]
         squares = (ctypes.c_double * len(parts))()
         pointer, size = ctypes.c_void_p, ctypes.c_int64
-        status = native.loaded(SOURCE).idlab_fastfood_point(
+        _succeeded("idlab_fastfood_point", L, native.loaded(SOURCE).idlab_fastfood_point(
             size(n), size(L), pointer(x.data_ptr()), pointer(B.data_ptr()), pointer(G.data_ptr()),
             pointer(Pi.data_ptr()), pointer(S.data_ptr()), pointer(None if base is None else base.data_ptr()),
-            size(len(parts)), layout.bounds, layout.vectors, layout.penalized, _pointers(parts), squares)
-        if status != 0:
-            raise MemoryError(f"fastfood kernel idlab_fastfood_point: could not allocate {2 * L} floats")
+            size(len(parts)), layout.bounds, layout.vectors, layout.penalized, _pointers(parts), squares))
         ctx.layout, ctx.tables, ctx.x_shape = layout, (B, G, Pi, S), x.shape
         ctx.save_for_backward(*parts)
         return (*parts, x.new_tensor(sum(squares)))
@@ -265,13 +267,11 @@ class _Point(torch.autograd.Function):
         n, L = B.shape
         grad_x = parts[0].new_empty(ctx.x_shape)
         pointer, size = ctypes.c_void_p, ctypes.c_int64
-        status = native.loaded(SOURCE).idlab_fastfood_point_t(
+        _succeeded("idlab_fastfood_point_t", L, native.loaded(SOURCE).idlab_fastfood_point_t(
             size(n), size(L), pointer(B.data_ptr()), pointer(G.data_ptr()), pointer(Pi.data_ptr()),
             pointer(S.data_ptr()), size(len(parts)), layout.bounds, layout.vectors, layout.penalized,
             _pointers(grad_parts), _pointers(parts), ctypes.c_float(0.0 if grad_norm is None else 2 * float(grad_norm)),
-            size(layout.n_vectors), pointer(grad_x.data_ptr()))
-        if status != 0:
-            raise MemoryError(f"fastfood kernel idlab_fastfood_point_t: could not allocate {2 * L} floats")
+            size(layout.n_vectors), pointer(grad_x.data_ptr())))
         return grad_x, None, None, None, None, None, None
 
 

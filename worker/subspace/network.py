@@ -31,7 +31,7 @@ from idlab.config import RunConfig
 from worker.subspace import fastfood_kernel
 from worker.subspace.augmentation import Augmentation
 from worker.subspace.model import AtPoint, build_model, initial_theta, is_kernel
-from worker.subspace.projection import FastfoodProjection, Projection, build_projection
+from worker.subspace.projection import Projection, build_projection
 
 
 def row_slices(config: RunConfig) -> list[slice]:
@@ -120,15 +120,14 @@ class SubspaceNetwork(_FlatNetwork):
         """θ_D's parts and squared norm; for fastfood, through the native kernel in one pass per block, which
         hands autograd the parts themselves: their gradients reach Pᵀ without a concatenation into a D-vector,
         and the penalty's gradient is added in the same pass (`FastfoodProjection.point`)."""
-        if isinstance(self.P, FastfoodProjection):
-            if self._layout is None:
-                vectors = list(range(len(self.rows))) if self.phi.per_tensor else [0] * len(self.rows)
-                self._layout = fastfood_kernel.Layout(self.rows, vectors, self.penalized)
-            fast = self.P.point(self.theta_0, self.phi(self.theta_d), self._layout)
-            if fast is not None:
-                parts, squared_norm = fast
-                return parts, squared_norm if penalty else None
-        return super().point(penalty)
+        if self._layout is None:
+            vectors = list(range(len(self.rows))) if self.phi.per_tensor else [0] * len(self.rows)
+            self._layout = fastfood_kernel.Layout(self.rows, vectors, self.penalized)
+        fused = self.P.point(self.theta_0, self.phi(self.theta_d), self._layout)
+        if fused is None:
+            return super().point(penalty)
+        parts, squared_norm = fused
+        return parts, squared_norm if penalty else None
 
     @torch.no_grad()
     def offset_at_zero(self) -> float:

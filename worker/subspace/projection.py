@@ -80,6 +80,12 @@ class Projection(nn.Module):
         """base + `forward_blocks`(vs, row_slices): θ_D with one feature vector per weight tensor."""
         return base + self.forward_blocks(vs, row_slices)
 
+    def point(self, base: Tensor, features: Tensor, layout: fastfood_kernel.Layout,
+              ) -> tuple[tuple[Tensor, ...], Tensor] | None:
+        """θ_D = base + P·φ cut into the layout's parts with their penalised squared norm, in one fused pass;
+        None where the projection has none (the network then splits `affine`'s θ_D). Fastfood has one."""
+        return None
+
     def transpose(self, u: Tensor) -> Tensor:
         """Pᵀ·u: (D,) → (k,)."""
         raise NotImplementedError
